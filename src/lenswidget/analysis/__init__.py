@@ -1,0 +1,58 @@
+"""Pure torch analysis: functions from a model and tokens to tensors with labels.
+
+Nothing here knows about widgets. Every function takes a TransformerLens ``TransformerBridge``
+(in eval mode) and token tensors, and returns tensors or small result dataclasses whose fields
+say their shapes. Correctness lives here and is tested against TransformerLens's own functions.
+
+Names are imported lazily so ``import lenswidget`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> submodule that defines it
+_EXPORTS: dict[str, str] = {
+    # heads.py: attention head scores
+    "head_scores": "heads",
+    "HeadScores": "heads",
+    "induction_probe": "heads",
+    "attention_patterns": "heads",
+    # ablation.py: hooked reruns with heads removed
+    "ablate_heads": "ablation",
+    "AblationResult": "ablation",
+    "head_means": "ablation",
+    # patching.py / attribution.py / metrics.py: activation patching
+    "patch_sweep": "patching",
+    "patch_one": "patching",
+    "PatchResult": "patching",
+    "SITES": "patching",
+    "attribution_patching": "attribution",
+    "logit_diff_metric": "metrics",
+    "answer_prob_metric": "metrics",
+    "normalized_metric": "metrics",
+    # logit_lens.py / dla.py
+    "logit_lens": "logit_lens",
+    "LogitLensResult": "logit_lens",
+    "direct_logit_attribution": "dla",
+    "DLAResult": "dla",
+    # hooks.py: TransformerLens hook names
+    "act_name": "hooks",
+    "head_label": "hooks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lenswidget.analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

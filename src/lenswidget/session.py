@@ -1,0 +1,216 @@
+"""`Lens`: one model session shared by several widgets.
+
+The session owns the model, tokenization (with the checks that turn bad input into clear
+errors), a small cache of runs keyed by input, the device, and the rule that one computation runs
+at a time. Widgets are made from it (``lens.attention(prompt)``) and share it, so a selection in
+one view can drive another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import torch
+
+from .errors import Busy, InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformer_lens.ActivationCache import ActivationCache
+
+    from .widgets.attention import AttentionGrid
+    from .widgets.logit_lens import LogitLensTable
+    from .widgets.patching import PatchingHeatmap
+
+
+@dataclass(frozen=True)
+class Run:
+    """One forward pass: ``logits`` [1, pos, d_vocab] and the activation cache of that pass."""
+
+    tokens: torch.Tensor
+    logits: torch.Tensor
+    cache: "ActivationCache"
+
+
+class Lens:
+    """A model session.
+
+    Args:
+        model: a TransformerLens ``TransformerBridge`` (see :mod:`lenswidget.models`). It is put
+            in eval mode; its weights are not changed.
+        device: where to run; default: the model's device.
+        cache_size: how many distinct inputs to keep forward runs of.
+    """
+
+    def __init__(self, model: Any, *, device: str | torch.device | None = None, cache_size: int = 4):
+        if not hasattr(model, "run_with_cache") or not hasattr(model, "cfg"):
+            raise TypeError(
+                "Lens needs a TransformerLens model (TransformerBridge); got "
+                f"{type(model).__name__}. Use lenswidget.models.load(...) to wrap a Hugging Face model."
+            )
+        self.model = model.eval()
+        if device is not None:
+            self.model.to(device)
+        self._cache_size = int(cache_size)
+        self._runs: "OrderedDict[tuple[int, ...], Run]" = OrderedDict()
+        self._lock = threading.Lock()
+        self._running: str = ""
+
+    # ------------------------------------------------------------------ model facts
+    @property
+    def cfg(self) -> Any:
+        return self.model.cfg
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.cfg.n_layers)
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.cfg.n_heads)
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self.cfg.n_ctx)
+
+    @property
+    def device(self) -> torch.device:
+        try:
+            return next(self.model.parameters()).device
+        except StopIteration:  # pragma: no cover
+            return torch.device("cpu")
+
+    def __repr__(self) -> str:
+        name = getattr(self.cfg, "model_name", type(self.model).__name__)
+        return f"Lens({name!r}, n_layers={self.n_layers}, n_heads={self.n_heads}, device={self.device})"
+
+    # ------------------------------------------------------------------ tokens
+    def tokenize(self, prompt: str, *, what: str = "prompt") -> torch.Tensor:
+        """Token ids of ``prompt`` as a LongTensor [1, pos] (BOS prepended as the model does).
+
+        Raises :class:`InputError` for a non-string or empty prompt, or one longer than the
+        model's context."""
+        if not isinstance(prompt, str):
+            raise InputError(f"The {what} must be text, got {type(prompt).__name__}.")
+        if not prompt.strip():
+            raise InputError(f"The {what} is empty: type some text to run the model on.")
+        tokens = self.model.to_tokens(prompt)
+        if tokens.ndim == 1:
+            tokens = tokens[None]
+        n = int(tokens.shape[-1])
+        if n > self.n_ctx:
+            raise InputError(
+                f"The {what} is {n} tokens long, more than the model's context of {self.n_ctx} tokens. "
+                "Shorten it.",
+                details={"n_tokens": n, "n_ctx": self.n_ctx},
+            )
+        return tokens.to(self.device)
+
+    def str_tokens(self, tokens: torch.Tensor | Sequence[int] | str) -> list[str]:
+        """The text of each token (a list of plain strings, never HTML)."""
+        if isinstance(tokens, str):
+            tokens = self.tokenize(tokens)
+        if isinstance(tokens, torch.Tensor) and tokens.ndim == 2:
+            tokens = tokens[0]
+        ids = [int(t) for t in tokens]
+        return [str(s) for s in self.model.to_str_tokens(torch.tensor(ids), prepend_bos=False)]
+
+    def token_id(self, text: str | int, *, what: str = "answer") -> int:
+        """The id of ``text`` if it is exactly one token (no BOS); otherwise an :class:`InputError`
+        that shows how it tokenizes. An int is checked to be a valid id."""
+        d_vocab = int(self.cfg.d_vocab)
+        if isinstance(text, bool) or not isinstance(text, (str, int)):
+            raise InputError(f"The {what} must be a token string or id, got {type(text).__name__}.")
+        if isinstance(text, int):
+            if not 0 <= text < d_vocab:
+                raise InputError(f"The {what} id {text} is outside the vocabulary (0..{d_vocab - 1}).")
+            return text
+        if text == "":
+            raise InputError(f"The {what} is empty: give a single token such as ' Paris'.")
+        ids = self.model.to_tokens(text, prepend_bos=False)[0].tolist()
+        if len(ids) != 1:
+            pieces = [str(s) for s in self.model.to_str_tokens(torch.tensor(ids), prepend_bos=False)]
+            raise InputError(
+                f"The {what} {text!r} is {len(ids)} tokens, not one: {pieces!r}. "
+                "Use a single token (often with a leading space, e.g. ' Paris').",
+                details={"text": text, "tokens": pieces},
+            )
+        return int(ids[0])
+
+    # ------------------------------------------------------------------ checks
+    def check_layer(self, layer: Any, *, what: str = "layer") -> int:
+        """``layer`` as an int in range, or an :class:`InputError`."""
+        if isinstance(layer, bool) or not isinstance(layer, int):
+            raise InputError(f"The {what} must be an integer, got {layer!r}.")
+        if not 0 <= layer < self.n_layers:
+            raise InputError(f"The {what} {layer} is out of range: the model has layers 0..{self.n_layers - 1}.")
+        return layer
+
+    def check_head(self, layer: Any, head: Any) -> tuple[int, int]:
+        """``(layer, head)`` as ints in range, or an :class:`InputError`."""
+        layer = self.check_layer(layer)
+        if isinstance(head, bool) or not isinstance(head, int):
+            raise InputError(f"The head must be an integer, got {head!r}.")
+        if not 0 <= head < self.n_heads:
+            raise InputError(f"The head {head} is out of range: each layer has heads 0..{self.n_heads - 1}.")
+        return layer, head
+
+    # ------------------------------------------------------------------ runs
+    def run(self, tokens: torch.Tensor) -> Run:
+        """A forward pass with the full activation cache, memoised for the last few inputs."""
+        key = tuple(int(t) for t in tokens.reshape(-1).tolist()) + (int(tokens.shape[0]),)
+        hit = self._runs.get(key)
+        if hit is not None:
+            self._runs.move_to_end(key)
+            return hit
+        with torch.inference_mode():
+            logits, cache = self.model.run_with_cache(tokens)
+        run = Run(tokens=tokens, logits=logits, cache=cache)
+        self._runs[key] = run
+        while len(self._runs) > self._cache_size:
+            self._runs.popitem(last=False)
+        return run
+
+    def clear_cache(self) -> None:
+        """Forget memoised runs (e.g. after changing the model's weights)."""
+        self._runs.clear()
+
+    @contextlib.contextmanager
+    def computation(self, name: str, *, wait: bool = True) -> Iterator[None]:
+        """Hold the session for one computation. With ``wait=False`` a busy session raises
+        :class:`Busy` at once (what widget clicks use); otherwise it waits its turn."""
+        if not self._lock.acquire(blocking=wait):
+            raise Busy(f"The model is busy with '{self._running}'. Wait for it to finish or cancel it.")
+        self._running = name
+        try:
+            yield
+        finally:
+            self._running = ""
+            self._lock.release()
+
+    @property
+    def running(self) -> str:
+        """The name of the computation in progress, or ``""``."""
+        return self._running
+
+    # ------------------------------------------------------------------ widgets
+    def attention(self, prompt: str, **kwargs: Any) -> "AttentionGrid":
+        """An :class:`~lenswidget.widgets.attention.AttentionGrid` of every head on ``prompt``."""
+        from .widgets.attention import AttentionGrid
+
+        return AttentionGrid(self, prompt, **kwargs)
+
+    def patching(self, clean: str, corrupted: str, answer: str, wrong: str, **kwargs: Any) -> "PatchingHeatmap":
+        """A :class:`~lenswidget.widgets.patching.PatchingHeatmap` for a clean/corrupted prompt pair."""
+        from .widgets.patching import PatchingHeatmap
+
+        return PatchingHeatmap(self, clean, corrupted, answer, wrong, **kwargs)
+
+    def logit_lens(self, prompt: str, **kwargs: Any) -> "LogitLensTable":
+        """A :class:`~lenswidget.widgets.logit_lens.LogitLensTable` of what each layer predicts."""
+        from .widgets.logit_lens import LogitLensTable
+
+        return LogitLensTable(self, prompt, **kwargs)
