@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 
+from .analysis.text import str_tokens
 from .errors import Busy, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -115,8 +116,7 @@ class Lens:
             tokens = self.tokenize(tokens)
         if isinstance(tokens, torch.Tensor) and tokens.ndim == 2:
             tokens = tokens[0]
-        ids = [int(t) for t in tokens]
-        return [str(s) for s in self.model.to_str_tokens(torch.tensor(ids), prepend_bos=False)]
+        return str_tokens(self.model, [int(t) for t in tokens])
 
     def token_id(self, text: str | int, *, what: str = "answer") -> int:
         """The id of ``text`` if it is exactly one token (no BOS); otherwise an :class:`InputError`
@@ -132,7 +132,7 @@ class Lens:
             raise InputError(f"The {what} is empty: give a single token such as ' Paris'.")
         ids = self.model.to_tokens(text, prepend_bos=False)[0].tolist()
         if len(ids) != 1:
-            pieces = [str(s) for s in self.model.to_str_tokens(torch.tensor(ids), prepend_bos=False)]
+            pieces = str_tokens(self.model, ids)
             raise InputError(
                 f"The {what} {text!r} is {len(ids)} tokens, not one: {pieces!r}. "
                 "Use a single token (often with a leading space, e.g. ' Paris').",

@@ -19,6 +19,9 @@ _EXPORTS: dict[str, str] = {
     "HeadScores": "heads",
     "induction_probe": "heads",
     "attention_patterns": "heads",
+    "detection_patterns": "heads",
+    "repeated_random_tokens": "heads",
+    "SCORE_NAMES": "heads",
     # ablation.py: hooked reruns with heads removed
     "ablate_heads": "ablation",
     "AblationResult": "ablation",
