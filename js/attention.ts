@@ -1,0 +1,404 @@
+// AttentionGrid view (widgets/attention.py; contract in docs/protocol.md).
+//
+// Header: prompt + Run (Ctrl/Cmd+Enter), colour-by select, ablation mode select, Export menu.
+// Body: the head grid (one canvas), the focus panel for the head in `focus`, and the ablation
+// result panel drawn from `last_result`. Trait changes are coalesced into one redraw per task;
+// patterns are decoded only when `patterns` / `patterns_meta` change.
+
+import { FocusPanel } from "./attention/focus";
+import type { Head } from "./attention/grid";
+import { HeadGrid, gridCellSize } from "./attention/grid";
+import { ResultPanel } from "./attention/result";
+import type { Tensor } from "./lib/buffers";
+import { decodeTensor, hasTensor } from "./lib/buffers";
+import { TokenStrip } from "./lib/tokens";
+import type { AnyModel, RenderProps } from "./lib/types";
+import type { ExportItem } from "./lib/widget";
+import { button, createWidget, h, svgBlob } from "./lib/widget";
+
+const MODES: Array<[string, string]> = [
+  ["zero", "zero"],
+  ["mean", "mean"],
+];
+
+/** Parse the `focus` trait: [layer, head] inside the grid, or null. */
+export function parseFocus(x: unknown, nLayers: number, nHeads: number): Head | null {
+  if (!Array.isArray(x) || x.length !== 2) return null;
+  const [l, hd] = x.map(Number);
+  if (!Number.isInteger(l) || !Number.isInteger(hd)) return null;
+  if (l < 0 || hd < 0 || l >= nLayers || hd >= nHeads) return null;
+  return [l, hd];
+}
+
+interface Decoded {
+  key: unknown;
+  meta: string;
+  tensor: Tensor | null;
+}
+
+export function render({ model, el }: RenderProps): () => void {
+  const w = createWidget(model, el, { name: "attention" });
+  const { root } = w;
+
+  // ---- header -------------------------------------------------------------------------------
+  const prompt = h("textarea", {
+    class: "lw-prompt",
+    testid: "lw-prompt",
+    attrs: { rows: "2", spellcheck: "false", "aria-label": "Prompt", placeholder: "Type a prompt, then Run (Ctrl+Enter)" },
+  });
+  prompt.value = String(model.get("prompt") ?? "");
+  const runBtn = button("Run", "lw-run", "lw-btn lw-btn-primary");
+  runBtn.title = "Run the model on the prompt (Ctrl/Cmd+Enter)";
+  const colorBy = h("select", { class: "lw-select", testid: "lw-color-by", attrs: { "aria-label": "Colour heads by score" } });
+  const mode = h("select", { class: "lw-select", testid: "lw-mode", attrs: { "aria-label": "Ablation mode" } });
+  for (const [v, label] of MODES) mode.appendChild(h("option", { text: label, attrs: { value: v } }));
+  const summary = h("span", { class: "lw-summary", testid: "lw-summary" });
+  // Hovering a token marks its query row in every thumbnail.
+  const promptTokens = new TokenStrip({
+    layout: "flow",
+    testid: "lw-prompt-tokens",
+    itemTestid: "lw-prompt-token",
+    onHover: (i) => markQuery(i),
+  });
+  w.header.append(
+    h("div", { class: "lw-prompt-row" }, [prompt, runBtn]),
+    h("div", { class: "lw-controls" }, [
+      h("label", { class: "lw-field" }, [h("span", { text: "Colour by" }), colorBy]),
+      h("label", { class: "lw-field" }, [h("span", { text: "Ablation" }), mode]),
+      summary,
+    ]),
+    promptTokens.el,
+  );
+
+  // ---- body ---------------------------------------------------------------------------------
+  const grid = new HeadGrid({
+    onClick: (hd) => setFocus(hd),
+    onArrow: (dl, dh) => {
+      const f = parseFocus(model.get("focus"), nLayers(), nHeads()) ?? [0, 0];
+      const l = Math.min(nLayers() - 1, Math.max(0, f[0] + dl));
+      const k = Math.min(nHeads() - 1, Math.max(0, f[1] + dh));
+      setFocus([l, k]);
+    },
+  });
+  const focus = new FocusPanel({
+    onQuery: (i) => markQuery(i),
+    onAblate: () => ablate(),
+    onClear: () => void w.request("clear", {}),
+    onClose: () => setFocus(null),
+  });
+  const result = new ResultPanel();
+  // The focus and result panels share a column beside the grid (below it when narrow). Beside a
+  // tall grid the column moves down to the focused head's row, so a click far down the grid shows
+  // its pattern (and then its ablation result) next to it. (position: sticky does not work in
+  // JupyterLab's output area, whose ancestors clip overflow.)
+  const side = h("div", { class: "lw-side", testid: "lw-side" }, [focus.el, result.el]);
+  w.body.append(h("div", { class: "lw-main" }, [grid.el, side]));
+
+  // ---- state --------------------------------------------------------------------------------
+  let patterns: Decoded = { key: null, meta: "", tensor: null };
+  let scores: Decoded = { key: null, meta: "", tensor: null };
+
+  const nLayers = () => {
+    const t = patterns.tensor;
+    return t && t.shape.length === 4 ? t.shape[0] : Number(model.get("n_layers")) || 0;
+  };
+  const nHeads = () => {
+    const t = patterns.tensor;
+    return t && t.shape.length === 4 ? t.shape[1] : Number(model.get("n_heads")) || 0;
+  };
+  const seqLen = () => {
+    const t = patterns.tensor;
+    return t && t.shape.length === 4 ? t.shape[2] : 0;
+  };
+  const tokens = (): string[] => {
+    const t = model.get("tokens");
+    return Array.isArray(t) ? t.map((x) => (typeof x === "string" ? x : String(x ?? ""))) : [];
+  };
+  const scoreNames = (): string[] => {
+    const s = model.get("score_names");
+    return Array.isArray(s) ? s.map(String) : [];
+  };
+
+  function decodePatterns(): void {
+    const view = model.get("patterns");
+    const meta = model.get("patterns_meta");
+    const metaKey = JSON.stringify(meta ?? null);
+    if (view === patterns.key && metaKey === patterns.meta) return;
+    patterns = { key: view, meta: metaKey, tensor: null };
+    if (!hasTensor(view, meta)) return;
+    try {
+      const t = decodeTensor(view, meta);
+      if (t.shape.length !== 4 || t.shape[2] !== t.shape[3]) {
+        throw new Error(`patterns must have shape [L, H, T, T], got ${JSON.stringify(t.shape)}`);
+      }
+      patterns.tensor = t;
+    } catch (e) {
+      w.showError({ kind: "decode", message: `Could not decode the attention patterns: ${(e as Error).message}` });
+    }
+  }
+
+  function decodeScores(): void {
+    const view = model.get("scores");
+    const metaTrait = model.get("scores_meta");
+    const metaKey = JSON.stringify(metaTrait ?? null);
+    if (view === scores.key && metaKey === scores.meta) return;
+    scores = { key: view, meta: metaKey, tensor: null };
+    const len = (view as { byteLength?: number } | null)?.byteLength ?? 0;
+    if (!len) return;
+    const L = nLayers();
+    const H = nHeads();
+    const meta =
+      metaTrait && typeof metaTrait === "object" && "dtype" in metaTrait
+        ? metaTrait
+        : { dtype: "f32" as const, shape: [L * H > 0 ? len / 4 / (L * H) : 0, L, H] };
+    try {
+      scores.tensor = decodeTensor(view, meta);
+    } catch (e) {
+      w.showError({ kind: "decode", message: `Could not decode the head scores: ${(e as Error).message}` });
+    }
+  }
+
+  // ---- actions ------------------------------------------------------------------------------
+  function markQuery(i: number | null): void {
+    grid.setQueryMark(i);
+    grid.draw();
+  }
+
+  function setFocus(hd: Head | null): void {
+    model.set("focus", hd ? [hd[0], hd[1]] : []);
+    model.save_changes();
+    invalidate("focus");
+  }
+
+  function run(): void {
+    void w.request("run", { prompt: prompt.value });
+  }
+
+  function ablate(): void {
+    const f = parseFocus(model.get("focus"), nLayers(), nHeads());
+    if (!f) return;
+    const m = String(model.get("ablation_mode") || mode.value || "zero");
+    void w.request("ablate", { layer: f[0], head: f[1], mode: m });
+  }
+
+  w.listen(runBtn, "click", run);
+  w.listen(prompt, "keydown", (ev) => {
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) {
+      ev.preventDefault();
+      run();
+    }
+  });
+  w.listen(colorBy, "change", () => {
+    model.set("color_by", colorBy.value);
+    model.save_changes();
+    invalidate("grid");
+  });
+  w.listen(mode, "change", () => {
+    model.set("ablation_mode", mode.value);
+    model.save_changes();
+  });
+  w.listen(root, "keydown", (ev) => {
+    if (ev.key !== "Escape") return;
+    const t = ev.target as HTMLElement | null;
+    if (t && /^(TEXTAREA|INPUT|SELECT)$/.test(t.tagName)) return;
+    if (focus.isShown() && focus.unlock()) ev.preventDefault();
+    else if (parseFocus(model.get("focus"), nLayers(), nHeads())) {
+      ev.preventDefault();
+      setFocus(null);
+    }
+  });
+  w.onPending((open) => {
+    const busy = open.length > 0;
+    runBtn.disabled = busy;
+    focus.ablateBtn.disabled = busy;
+    focus.clearBtn.disabled = busy;
+  });
+
+  // ---- drawing ------------------------------------------------------------------------------
+  type Part = "decode" | "header" | "grid" | "focus" | "result" | "layout";
+  const dirty = new Set<Part>();
+  let scheduled = false;
+
+  function invalidate(...parts: Part[]): void {
+    parts.forEach((p) => dirty.add(p));
+    if (scheduled) return;
+    scheduled = true;
+    queueMicrotask(flush);
+  }
+
+  function width(): number {
+    return root.clientWidth || el.clientWidth || 0;
+  }
+
+  /** CSS px for the pattern: beside the grid when there is room, else below it. */
+  function focusWidth(): number {
+    const avail = width();
+    if (avail <= 0) return 440;
+    const labels = 170;
+    const beside = avail - grid.layout.width - 24 - labels;
+    return beside >= 260 ? Math.min(560, beside) : Math.max(160, Math.min(560, avail - labels));
+  }
+
+  function flush(): void {
+    scheduled = false;
+    if (disposed) return;
+    const d = new Set(dirty);
+    dirty.clear();
+    if (d.has("decode")) {
+      decodePatterns();
+      decodeScores();
+      ["grid", "focus", "header", "layout"].forEach((p) => d.add(p as Part));
+    }
+    const L = nLayers();
+    const H = nHeads();
+    const T = seqLen();
+    if (d.has("header")) {
+      const names = scoreNames();
+      const current = String(model.get("color_by") ?? "");
+      colorBy.replaceChildren(...names.map((n) => h("option", { text: n, attrs: { value: n } })));
+      if (names.includes(current)) colorBy.value = current;
+      colorBy.disabled = names.length === 0;
+      const m = String(model.get("ablation_mode") ?? "zero");
+      if (!MODES.some(([v]) => v === m)) mode.appendChild(h("option", { text: m, attrs: { value: m } }));
+      mode.value = m;
+      const p = String(model.get("prompt") ?? "");
+      // Do not overwrite what the user is typing (activeElement of the shadow root in marimo).
+      const active = (prompt.getRootNode() as Document | ShadowRoot).activeElement;
+      if (prompt.value !== p && active !== prompt) prompt.value = p;
+      const toks = tokens();
+      promptTokens.setTokens(toks);
+      summary.textContent = L && H ? `${toks.length || T} tokens · ${L} layers × ${H} heads` : "";
+    }
+    if (d.has("layout")) {
+      grid.setCell(gridCellSize(L, H, width()));
+      d.add("grid");
+      d.add("focus");
+    }
+    if (d.has("grid")) {
+      grid.setData({
+        patterns: patterns.tensor?.data ?? null,
+        nLayers: L,
+        nHeads: H,
+        T,
+        scores: scores.tensor?.data ?? null,
+        scoreNames: scoreNames(),
+        colorBy: String(model.get("color_by") ?? ""),
+      });
+      grid.setPalette(w.palette());
+      if (d.has("header") === false) {
+        const current = String(model.get("color_by") ?? "");
+        if (scoreNames().includes(current)) colorBy.value = current;
+      }
+    }
+    if (d.has("grid") || d.has("focus")) {
+      const f = parseFocus(model.get("focus"), L, H);
+      grid.setFocus(f);
+      grid.draw();
+      if (f && patterns.tensor && T > 0) {
+        const base = (f[0] * H + f[1]) * T * T;
+        const names = scoreNames();
+        focus.setPalette(w.palette());
+        focus.setHead(
+          f,
+          patterns.tensor.data.subarray(base, base + T * T),
+          T,
+          tokens(),
+          names.map((n, s) => [n, grid.score(s, f[0], f[1])] as [string, number]),
+        );
+        focus.setWidth(focusWidth());
+        focus.update();
+      } else {
+        focus.hide();
+      }
+    }
+    if (d.has("result")) result.render(model.get("last_result"));
+    if (d.has("grid") || d.has("focus") || d.has("result")) alignSide();
+  }
+
+  function alignSide(): void {
+    const f = parseFocus(model.get("focus"), nLayers(), nHeads());
+    side.style.marginTop = "0px";
+    const beside = side.offsetLeft > grid.el.offsetLeft + 10 && Math.abs(side.offsetTop - grid.el.offsetTop) < 10;
+    if (!f || !beside) return;
+    const gl = grid.layout;
+    const rowTop = gl.originY + f[0] * (gl.cellH + gl.gap);
+    const room = grid.el.offsetHeight - side.offsetHeight;
+    const top = Math.max(0, Math.min(rowTop - 40, room));
+    side.style.marginTop = `${Math.round(top)}px`;
+  }
+
+  // ---- traits -------------------------------------------------------------------------------
+  w.onModel("change:patterns", () => invalidate("decode"));
+  w.onModel("change:patterns_meta", () => invalidate("decode"));
+  w.onModel("change:scores", () => invalidate("decode"));
+  w.onModel("change:scores_meta", () => invalidate("decode"));
+  w.onModel("change:n_layers", () => invalidate("decode"));
+  w.onModel("change:n_heads", () => invalidate("decode"));
+  w.onModel("change:tokens", () => invalidate("header", "focus"));
+  w.onModel("change:score_names", () => invalidate("header", "grid"));
+  w.onModel("change:prompt", () => invalidate("header"));
+  w.onModel("change:ablation_mode", () => invalidate("header"));
+  w.onModel("change:color_by", () => invalidate("grid"));
+  w.onModel("change:focus", () => invalidate("focus"));
+  w.onModel("change:last_result", () => invalidate("result"));
+  w.onTheme((p) => {
+    result.setTheme(p.theme);
+    invalidate("grid", "focus");
+  });
+
+  w.setExports(() => {
+    const items: ExportItem[] = [];
+    if (patterns.tensor) {
+      items.push(
+        { id: "png", label: "Head grid (PNG)", filename: "attention-grid.png", make: () => grid.toPNG() },
+        { id: "svg", label: "Head grid (SVG)", filename: "attention-grid.svg", make: () => svgBlob(grid.toSVG(gridTitle())) },
+      );
+    }
+    const f = parseFocus(model.get("focus"), nLayers(), nHeads());
+    if (f && focus.isShown()) {
+      const name = `attention-L${f[0]}H${f[1]}`;
+      items.push(
+        { id: "focus-png", label: `L${f[0]}H${f[1]} pattern (PNG)`, filename: `${name}.png`, make: () => focus.heatmap.toPNG() },
+        { id: "focus-svg", label: `L${f[0]}H${f[1]} pattern (SVG)`, filename: `${name}.svg`, make: () => svgBlob(focus.toSVG()) },
+      );
+    }
+    return items;
+  });
+  const gridTitle = () => {
+    const p = String(model.get("prompt") ?? "");
+    return `Attention heads${p ? ` — ${p.length > 80 ? `${p.slice(0, 77)}…` : p}` : ""}`;
+  };
+
+  // Relayout when the output area's width changes.
+  let lastWidth = width();
+  const RO = (root.ownerDocument.defaultView as (Window & typeof globalThis) | null)?.ResizeObserver;
+  if (RO) {
+    const ro = new RO(() => {
+      const wd = width();
+      if (Math.abs(wd - lastWidth) >= 8) {
+        lastWidth = wd;
+        invalidate("layout");
+      }
+    });
+    ro.observe(root);
+    w.addCleanup(() => ro.disconnect());
+  }
+
+  let disposed = false;
+  // First paint, synchronously.
+  dirty.add("decode").add("result");
+  flush();
+
+  return () => {
+    disposed = true;
+    grid.destroy();
+    focus.destroy();
+    promptTokens.destroy();
+    w.dispose();
+  };
+}
+
+export default { render };
+
+/** For tests: the model API this view uses. */
+export type { AnyModel };

@@ -1,0 +1,548 @@
+// The head grid of AttentionGrid: ONE canvas with n_layers rows x n_heads columns of thumbnails.
+// Each thumbnail is its head's [T, T] pattern (downsampled by max-pooling when T is larger than the
+// thumbnail in device pixels) inside a frame tinted by the selected head score. Thumbnails come
+// from an atlas (one RGBA image of all heads) that is rebuilt only when the patterns, the theme
+// or the thumbnail resolution change; a redraw is then n_layers * n_heads drawImage calls.
+
+import type { ColorScale } from "../lib/colors";
+import { gradientCss, sequential } from "../lib/colors";
+import type { GridLayout } from "../lib/heatmap";
+import {
+  cellRect,
+  devicePixelRatioOf,
+  exposeLayout,
+  gridLayout,
+  hitTest,
+  pixelCanvas,
+  setupCanvas,
+  snap,
+  canvasToPNG,
+} from "../lib/heatmap";
+import { escapeXml, r2, svgDocument, svgLegend } from "../lib/svg";
+import type { Palette } from "../lib/theme";
+import { h } from "../lib/widget";
+
+export type Head = [number, number];
+
+export interface GridData {
+  /** [L, H, T, T] row-major, or null before the first run. */
+  patterns: Float32Array | null;
+  nLayers: number;
+  nHeads: number;
+  T: number;
+  /** [S, L, H] row-major, or null. */
+  scores: Float32Array | null;
+  scoreNames: string[];
+  colorBy: string;
+}
+
+/** Space for the row labels (L0..) and column labels (H0..) inside the canvas, and the frame. */
+export const GRID_LABEL_W = 34;
+export const GRID_LABEL_H = 18;
+export const GRID_GAP = 6;
+export const GRID_FRAME = 3;
+export const GRID_MARGIN = 5;
+
+/** Thumbnail (cell) size in CSS px for a grid of nLayers x nHeads in `width` CSS px (0 = unknown). */
+export function gridCellSize(nLayers: number, nHeads: number, width: number): number {
+  let cell = nLayers <= 12 ? 56 : nLayers <= 24 ? 44 : 36;
+  if (width > 0 && nHeads > 0) {
+    const fit = Math.floor((width - GRID_LABEL_W - GRID_MARGIN * 2 - (nHeads - 1) * GRID_GAP) / nHeads);
+    cell = Math.min(cell, fit);
+  }
+  return Math.max(20, cell);
+}
+
+/** Layout of the grid canvas: cell (0, 0) starts after the labels. */
+export function headGridLayout(nLayers: number, nHeads: number, cell: number): GridLayout {
+  return gridLayout(nLayers, nHeads, cell, cell, GRID_GAP, GRID_LABEL_W, GRID_LABEL_H, GRID_MARGIN, GRID_MARGIN);
+}
+
+/**
+ * Source index ranges for max-pooling `n` items into `s` bins: bin i covers [starts[i], ends[i]).
+ */
+export function poolRanges(n: number, s: number): { starts: Int32Array; ends: Int32Array } {
+  const starts = new Int32Array(s);
+  const ends = new Int32Array(s);
+  for (let i = 0; i < s; i++) {
+    starts[i] = Math.floor((i * n) / s);
+    ends[i] = Math.max(starts[i] + 1, Math.floor(((i + 1) * n) / s));
+  }
+  return { starts, ends };
+}
+
+/**
+ * RGBA atlas of all heads: width nHeads * s, height nLayers * s; head (l, h) at (h * s, l * s),
+ * each its [T, T] pattern max-pooled to s x s (s <= T) and coloured by `scale`.
+ */
+export function fillAtlas(
+  patterns: Float32Array,
+  nLayers: number,
+  nHeads: number,
+  T: number,
+  s: number,
+  scale: ColorScale,
+): Uint8ClampedArray {
+  const W = nHeads * s;
+  const out = new Uint8ClampedArray(W * nLayers * s * 4);
+  // 32-bit writes of the LUT colours (RGBA bytes in memory order) and an inlined LUT index:
+  // this loop runs once per new set of patterns, mostly before the JIT has warmed up.
+  const lut32 = new Uint32Array(scale.lut.buffer.slice(scale.lut.byteOffset, scale.lut.byteOffset + 1024));
+  const out32 = new Uint32Array(out.buffer);
+  const lo = scale.domain[0];
+  const span = scale.domain[1] - lo;
+  const inv = span > 0 ? 255 / span : 0;
+  const nanColor = lut32[0];
+  const color = (v: number): number => {
+    if (v !== v) return nanColor;
+    const k = (v - lo) * inv + 0.5;
+    return lut32[k <= 0 ? 0 : k >= 255 ? 255 : k | 0];
+  };
+  if (s === T) {
+    for (let l = 0; l < nLayers; l++) {
+      for (let hd = 0; hd < nHeads; hd++) {
+        let src = (l * nHeads + hd) * T * T;
+        for (let i = 0; i < T; i++) {
+          let o = (l * s + i) * W + hd * s;
+          for (let j = 0; j < T; j++) out32[o++] = color(patterns[src++]);
+        }
+      }
+    }
+    return out;
+  }
+  const { starts, ends } = poolRanges(T, s);
+  for (let l = 0; l < nLayers; l++) {
+    for (let hd = 0; hd < nHeads; hd++) {
+      const base = (l * nHeads + hd) * T * T;
+      for (let i = 0; i < s; i++) {
+        let o = (l * s + i) * W + hd * s;
+        const r0 = starts[i];
+        const r1 = ends[i];
+        for (let j = 0; j < s; j++) {
+          let v = -Infinity;
+          const c0 = starts[j];
+          const c1 = ends[j];
+          for (let r = r0; r < r1; r++) {
+            const row = base + r * T;
+            for (let c = c0; c < c1; c++) {
+              const x = patterns[row + c];
+              if (x > v) v = x;
+            }
+          }
+          out32[o++] = color(v);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** Domain for colouring heads by a score: [min(0, lo), hi] (hi > lo). */
+export function scoreDomain(values: ArrayLike<number>): [number, number] {
+  let lo = 0;
+  let hi = -Infinity;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (!Number.isFinite(v)) continue;
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  if (!(hi > lo)) hi = lo + 1;
+  return [lo, hi];
+}
+
+export interface HeadGridOptions {
+  onClick?: (head: Head) => void;
+  onHover?: (head: Head | null) => void;
+  /** Arrow keys on the focused canvas. */
+  onArrow?: (dl: number, dh: number) => void;
+}
+
+export class HeadGrid {
+  readonly el: HTMLElement;
+  readonly canvas: HTMLCanvasElement;
+  readonly tooltip: HTMLElement;
+  readonly legend: HTMLElement;
+  readonly empty: HTMLElement;
+  private data: GridData = { patterns: null, nLayers: 0, nHeads: 0, T: 0, scores: null, scoreNames: [], colorBy: "" };
+  private cell = 44;
+  private palette: Palette | null = null;
+  private focus: Head | null = null;
+  private hover: Head | null = null;
+  private queryMark: number | null = null;
+  private atlas: HTMLCanvasElement | null = null;
+  private atlasKey = "";
+  private patternScale: ColorScale = sequential("light");
+  private scoreScale: ColorScale | null = null;
+  /** The last draw time in ms (for tests and the perf budget). */
+  lastDrawMs = 0;
+  private readonly offs: Array<() => void> = [];
+
+  constructor(private readonly opts: HeadGridOptions = {}) {
+    this.canvas = h("canvas", { class: "lw-grid-canvas", testid: "lw-grid" });
+    this.canvas.tabIndex = 0;
+    this.canvas.setAttribute("role", "img");
+    this.canvas.setAttribute("aria-label", "Attention heads: layers as rows, heads as columns");
+    this.tooltip = h("div", { class: "lw-tooltip", testid: "lw-tooltip", attrs: { role: "tooltip" } });
+    this.tooltip.hidden = true;
+    this.legend = h("div", { class: "lw-legend", testid: "lw-legend" });
+    this.empty = h("div", { class: "lw-empty", testid: "lw-empty", text: "Run a prompt to see its attention patterns." });
+    this.el = h("div", { class: "lw-grid-wrap" }, [this.empty, this.canvas, this.tooltip, this.legend]);
+
+    const on = <K extends keyof HTMLElementEventMap>(type: K, fn: (ev: HTMLElementEventMap[K]) => void) => {
+      this.canvas.addEventListener(type, fn as EventListener);
+      this.offs.push(() => this.canvas.removeEventListener(type, fn as EventListener));
+    };
+    on("mousemove", (ev) => this.setHover(this.headAt(ev)));
+    on("mouseleave", () => this.setHover(null));
+    on("click", (ev) => {
+      const hd = this.headAt(ev);
+      if (hd) this.opts.onClick?.(hd);
+    });
+    on("keydown", (ev) => {
+      const d: Record<string, [number, number]> = {
+        ArrowUp: [-1, 0],
+        ArrowDown: [1, 0],
+        ArrowLeft: [0, -1],
+        ArrowRight: [0, 1],
+      };
+      const m = d[ev.key];
+      if (m && this.opts.onArrow) {
+        ev.preventDefault();
+        this.opts.onArrow(m[0], m[1]);
+      }
+    });
+  }
+
+  get layout(): GridLayout {
+    return headGridLayout(this.data.nLayers, this.data.nHeads, this.cell);
+  }
+
+  headAt(ev: MouseEvent): Head | null {
+    const rect = this.canvas.getBoundingClientRect();
+    const c = hitTest(this.layout, ev.clientX - rect.left, ev.clientY - rect.top);
+    return c ? [c.row, c.col] : null;
+  }
+
+  setData(d: GridData): void {
+    this.data = d;
+    this.atlasKey = "";
+    this.updateScoreScale();
+    if (this.hover && (this.hover[0] >= d.nLayers || this.hover[1] >= d.nHeads)) this.hover = null;
+  }
+
+  setColorBy(name: string): void {
+    this.data = { ...this.data, colorBy: name };
+    this.updateScoreScale();
+  }
+
+  setPalette(p: Palette): void {
+    this.palette = p;
+    this.patternScale = sequential(p.theme);
+    this.atlasKey = "";
+    this.updateScoreScale();
+  }
+
+  setCell(cell: number): void {
+    this.cell = cell;
+  }
+
+  setFocus(f: Head | null): void {
+    this.focus = f;
+  }
+
+  /** Mark query row `q` inside every thumbnail (token hover elsewhere), or null. */
+  setQueryMark(q: number | null): void {
+    this.queryMark = q;
+    this.canvas.dataset.query = q === null ? "" : String(q);
+  }
+
+  getHover(): Head | null {
+    return this.hover;
+  }
+
+  private scoreIndex(): number {
+    return this.data.scoreNames.indexOf(this.data.colorBy);
+  }
+
+  /** Score s for head (l, h), or NaN. */
+  score(s: number, l: number, hd: number): number {
+    const { scores, nLayers, nHeads } = this.data;
+    if (!scores || s < 0) return NaN;
+    const i = (s * nLayers + l) * nHeads + hd;
+    return i < scores.length ? scores[i] : NaN;
+  }
+
+  private updateScoreScale(): void {
+    const s = this.scoreIndex();
+    const { scores, nLayers, nHeads } = this.data;
+    const theme = this.palette?.theme ?? "light";
+    if (!scores || s < 0 || (s + 1) * nLayers * nHeads > scores.length) {
+      this.scoreScale = null;
+      this.legend.hidden = true;
+      return;
+    }
+    const vals = scores.subarray(s * nLayers * nHeads, (s + 1) * nLayers * nHeads);
+    this.scoreScale = sequential(theme, scoreDomain(vals), "oranges");
+    this.renderLegend();
+  }
+
+  private renderLegend(): void {
+    const sc = this.scoreScale;
+    if (!sc) return;
+    const fmt = (v: number) => v.toFixed(2);
+    this.legend.replaceChildren(
+      h("span", { class: "lw-legend-label", text: `frame: ${this.data.colorBy}` }),
+      h("span", { class: "lw-legend-value", text: fmt(sc.domain[0]) }),
+      (() => {
+        const bar = h("span", { class: "lw-legend-bar" });
+        bar.style.background = gradientCss(sc);
+        return bar;
+      })(),
+      h("span", { class: "lw-legend-value", text: fmt(sc.domain[1]) }),
+    );
+    this.legend.hidden = false;
+  }
+
+  private setHover(hd: Head | null): void {
+    if (hd?.[0] === this.hover?.[0] && hd?.[1] === this.hover?.[1]) return;
+    this.hover = hd;
+    this.renderTooltip();
+    this.draw();
+    this.opts.onHover?.(hd);
+  }
+
+  /** Thumbnail resolution in atlas pixels: T, or fewer when the thumbnail is smaller than T device px. */
+  private thumbPixels(): number {
+    const dpr = devicePixelRatioOf(this.canvas);
+    const inner = Math.max(1, Math.round((this.cell - 2 * GRID_FRAME) * dpr));
+    return Math.max(1, Math.min(this.data.T, inner));
+  }
+
+  private ensureAtlas(): void {
+    const { patterns, nLayers, nHeads, T } = this.data;
+    if (!patterns || !T) {
+      this.atlas = null;
+      return;
+    }
+    const s = this.thumbPixels();
+    const key = `${s}:${this.patternScale.theme}`;
+    if (key === this.atlasKey) return;
+    this.atlasKey = key;
+    const px = fillAtlas(patterns, nLayers, nHeads, T, s, this.patternScale);
+    this.atlas = pixelCanvas(this.canvas.ownerDocument, px, nHeads * s, nLayers * s);
+  }
+
+  private renderTooltip(): void {
+    const hd = this.hover;
+    if (!hd) {
+      this.tooltip.hidden = true;
+      return;
+    }
+    const [l, k] = hd;
+    const rows = this.data.scoreNames.map((name, s) => {
+      const v = this.score(s, l, k);
+      const row = h("div", { class: "lw-tooltip-row" + (name === this.data.colorBy ? " lw-current" : "") }, [
+        h("span", { class: "lw-tooltip-name", text: name }),
+        h("span", { class: "lw-tooltip-value", text: Number.isFinite(v) ? v.toFixed(3) : "–" }),
+      ]);
+      row.dataset.score = name;
+      row.dataset.value = String(v);
+      return row;
+    });
+    this.tooltip.replaceChildren(
+      h("div", { class: "lw-tooltip-title", text: `L${l}H${k}` }),
+      h("div", { class: "lw-tooltip-hook", text: `blocks.${l}.attn.hook_pattern` }),
+      ...rows,
+    );
+    this.tooltip.dataset.head = `${l},${k}`;
+    this.tooltip.hidden = false;
+    const r = cellRect(this.layout, l, k);
+    const x0 = this.canvas.offsetLeft;
+    const y0 = this.canvas.offsetTop;
+    const wrapW = this.el.clientWidth || Infinity;
+    const tipW = this.tooltip.offsetWidth || 160;
+    let left = x0 + r.x + r.w + 8;
+    if (left + tipW > wrapW && x0 + r.x - tipW - 8 >= 0) left = x0 + r.x - tipW - 8;
+    this.tooltip.style.left = `${left}px`;
+    this.tooltip.style.top = `${y0 + r.y}px`;
+  }
+
+  draw(): void {
+    const t0 = now();
+    const d = this.data;
+    const has = !!d.patterns && d.nLayers > 0 && d.nHeads > 0;
+    this.empty.hidden = has;
+    this.canvas.hidden = !has;
+    if (!has) {
+      this.tooltip.hidden = true;
+      this.legend.hidden = true;
+      return;
+    }
+    const l = this.layout;
+    exposeLayout(this.canvas, l);
+    const ctx = setupCanvas(this.canvas, l.width, l.height);
+    if (!ctx) {
+      this.lastDrawMs = now() - t0;
+      return;
+    }
+    this.ensureAtlas();
+    const dpr = devicePixelRatioOf(this.canvas);
+    const pal = this.palette;
+    const bg = pal?.bg ?? "#ffffff";
+    ctx.fillStyle = bg;
+    ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
+
+    // Labels.
+    ctx.fillStyle = pal?.muted ?? "#656d76";
+    ctx.font = `${Math.round(11 * dpr)}px ${pal?.font ?? "sans-serif"}`;
+    ctx.textBaseline = "middle";
+    ctx.textAlign = "right";
+    for (let i = 0; i < d.nLayers; i++) {
+      const r = cellRect(l, i, 0);
+      ctx.fillText(`L${i}`, (l.originX - 6) * dpr, (r.y + r.h / 2) * dpr);
+    }
+    ctx.textAlign = "center";
+    for (let j = 0; j < d.nHeads; j++) {
+      const r = cellRect(l, 0, j);
+      ctx.fillText(`H${j}`, (r.x + r.w / 2) * dpr, (l.originY / 2) * dpr);
+    }
+
+    // Thumbnails.
+    const s = this.thumbPixels();
+    const si = this.scoreIndex();
+    const neutral = pal?.border ?? "#d0d7de";
+    ctx.imageSmoothingEnabled = false;
+    for (let i = 0; i < d.nLayers; i++) {
+      for (let j = 0; j < d.nHeads; j++) {
+        const cr = cellRect(l, i, j);
+        const outer = snap(cr, dpr);
+        const v = this.score(si, i, j);
+        ctx.fillStyle = this.scoreScale && Number.isFinite(v) ? this.scoreScale.css(v) : neutral;
+        ctx.fillRect(outer.x, outer.y, outer.w, outer.h);
+        const inner = snap({ x: cr.x + GRID_FRAME, y: cr.y + GRID_FRAME, w: cr.w - 2 * GRID_FRAME, h: cr.h - 2 * GRID_FRAME }, dpr);
+        if (this.atlas) ctx.drawImage(this.atlas, j * s, i * s, s, s, inner.x, inner.y, inner.w, inner.h);
+        else {
+          ctx.fillStyle = bg;
+          ctx.fillRect(inner.x, inner.y, inner.w, inner.h);
+        }
+      }
+    }
+
+    // Query row marker (a token hovered in the prompt strip or the focus panel).
+    const qm = this.queryMark;
+    if (qm !== null && qm >= 0 && qm < d.T) {
+      ctx.fillStyle = pal?.accent ?? "#e36209";
+      ctx.globalAlpha = 0.85;
+      for (let i = 0; i < d.nLayers; i++) {
+        for (let j = 0; j < d.nHeads; j++) {
+          const cr = cellRect(l, i, j);
+          const inner = cr.h - 2 * GRID_FRAME;
+          const y0 = Math.round((cr.y + GRID_FRAME + (inner * qm) / d.T) * dpr);
+          const y1 = Math.round((cr.y + GRID_FRAME + (inner * (qm + 1)) / d.T) * dpr);
+          const x0 = Math.round((cr.x + GRID_FRAME) * dpr);
+          ctx.fillRect(x0, y0, Math.round(inner * dpr), Math.max(1, y1 - y0));
+        }
+      }
+      ctx.globalAlpha = 1;
+    }
+
+    // Focus and hover outlines.
+    const ring = (hd: Head | null, color: string, width: number) => {
+      if (!hd || hd[0] >= d.nLayers || hd[1] >= d.nHeads) return;
+      const b = snap(cellRect(l, hd[0], hd[1]), dpr);
+      const lw = Math.max(1, Math.round(width * dpr));
+      ctx.strokeStyle = color;
+      ctx.lineWidth = lw;
+      ctx.strokeRect(b.x - lw / 2 - lw, b.y - lw / 2 - lw, b.w + 3 * lw, b.h + 3 * lw);
+    };
+    ring(this.hover, pal?.fg ?? "#1f2328", 1);
+    ring(this.focus, pal?.accent ?? "#e36209", 2);
+    this.lastDrawMs = now() - t0;
+    this.canvas.dataset.drawMs = this.lastDrawMs.toFixed(2);
+  }
+
+  toPNG(): Promise<Blob | null> {
+    return canvasToPNG(this.canvas);
+  }
+
+  /** A self-contained SVG: frames as vector rects, each thumbnail an embedded PNG (or rects without canvas). */
+  toSVG(title: string): string {
+    const d = this.data;
+    const l = headGridLayout(d.nLayers, d.nHeads, Math.max(this.cell, 40));
+    const pal = this.palette;
+    const fg = pal?.fg ?? "#1f2328";
+    const titleH = 24;
+    const legendH = this.scoreScale ? 40 : 0;
+    const width = Math.max(l.width, 260);
+    const height = titleH + l.height + legendH;
+    const body: string[] = [
+      `<text x="4" y="16" font-size="13" font-weight="bold" fill="${escapeXml(fg)}">${escapeXml(title)}</text>`,
+      `<g transform="translate(0,${titleH})">`,
+    ];
+    for (let i = 0; i < d.nLayers; i++) {
+      const r = cellRect(l, i, 0);
+      body.push(`<text x="${r2(l.originX - 6)}" y="${r2(r.y + r.h / 2)}" font-size="11" text-anchor="end" dominant-baseline="central" fill="${escapeXml(fg)}">L${i}</text>`);
+    }
+    for (let j = 0; j < d.nHeads; j++) {
+      const r = cellRect(l, 0, j);
+      body.push(`<text x="${r2(r.x + r.w / 2)}" y="${r2(l.originY / 2)}" font-size="11" text-anchor="middle" dominant-baseline="central" fill="${escapeXml(fg)}">H${j}</text>`);
+    }
+    const si = this.scoreIndex();
+    const T = d.T;
+    const rectsOk = d.nLayers * d.nHeads * T * T <= 60000;
+    for (let i = 0; i < d.nLayers; i++) {
+      for (let j = 0; j < d.nHeads; j++) {
+        const r = cellRect(l, i, j);
+        const v = this.score(si, i, j);
+        const frame = this.scoreScale && Number.isFinite(v) ? this.scoreScale.css(v) : pal?.border ?? "#d0d7de";
+        const label = `L${i}H${j}` + (si >= 0 && Number.isFinite(v) ? ` ${d.colorBy}=${v.toFixed(3)}` : "");
+        body.push(`<g><title>${escapeXml(label)}</title><rect x="${r2(r.x)}" y="${r2(r.y)}" width="${r2(r.w)}" height="${r2(r.h)}" fill="${frame}"/>`);
+        const ix = r.x + GRID_FRAME;
+        const iy = r.y + GRID_FRAME;
+        const iw = r.w - 2 * GRID_FRAME;
+        const url = d.patterns ? this.headDataUrl(i, j) : null;
+        if (url) {
+          body.push(`<image x="${r2(ix)}" y="${r2(iy)}" width="${r2(iw)}" height="${r2(iw)}" preserveAspectRatio="none" style="image-rendering:pixelated" href="${url}" xlink:href="${url}"/>`);
+        } else if (d.patterns && rectsOk) {
+          const c = iw / T;
+          const base = (i * d.nHeads + j) * T * T;
+          body.push(`<g shape-rendering="crispEdges">`);
+          for (let q = 0; q < T; q++) {
+            for (let k = 0; k < T; k++) {
+              body.push(`<rect x="${r2(ix + k * c)}" y="${r2(iy + q * c)}" width="${r2(c)}" height="${r2(c)}" fill="${this.patternScale.css(d.patterns[base + q * T + k])}"/>`);
+            }
+          }
+          body.push(`</g>`);
+        }
+        body.push(`</g>`);
+      }
+    }
+    body.push(`</g>`);
+    if (this.scoreScale) body.push(...svgLegend(this.scoreScale, l.originX, titleH + l.height + 6, 200, `frame: ${d.colorBy}`, fg, "score"));
+    return svgDocument(width, height, body, pal?.bg ?? "#ffffff");
+  }
+
+  /** One head's thumbnail (T x T pixels) as a PNG data URL, or null without canvas. */
+  private headDataUrl(l: number, hd: number): string | null {
+    const { patterns, T } = this.data;
+    if (!patterns) return null;
+    const one = fillAtlas(patterns.subarray((l * this.data.nHeads + hd) * T * T, (l * this.data.nHeads + hd + 1) * T * T), 1, 1, T, T, this.patternScale);
+    const c = pixelCanvas(this.canvas.ownerDocument, one, T, T);
+    try {
+      return c ? c.toDataURL("image/png") : null;
+    } catch {
+      return null;
+    }
+  }
+
+  destroy(): void {
+    this.offs.splice(0).forEach((f) => f());
+    this.atlas = null;
+    this.el.remove();
+  }
+}
+
+function now(): number {
+  return typeof performance !== "undefined" ? performance.now() : Date.now();
+}

@@ -1,0 +1,511 @@
+// A canvas heatmap: rows x cols of values -> coloured cells, crisp at any devicePixelRatio, with
+// hit-testing (CSS px -> cell), hover/click callbacks, highlighted row/column/cell and PNG/SVG
+// export. Used for the attention pattern (query x key) and the patching heatmap (layer x position).
+// The grid geometry lives in `GridLayout` and is exposed on the canvas as data attributes so
+// browser tests can click a cell: centre of (r, c) = origin + c * (cell + gap) + cell / 2.
+
+import type { ColorScale } from "./colors";
+import { contrastText } from "./colors";
+import { escapeXml, r2, svgDocument, svgLegend } from "./svg";
+
+export interface GridLayout {
+  rows: number;
+  cols: number;
+  /** Cell size in CSS px. */
+  cellW: number;
+  cellH: number;
+  /** Space between cells in CSS px. */
+  gap: number;
+  /** CSS px offset of cell (0, 0)'s top-left corner inside the canvas. */
+  originX: number;
+  originY: number;
+  /** Canvas size in CSS px. */
+  width: number;
+  height: number;
+}
+
+export interface Cell {
+  row: number;
+  col: number;
+}
+
+export interface Rect {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
+export interface Highlight {
+  row?: number | null;
+  col?: number | null;
+  cell?: Cell | null;
+}
+
+/** A layout for rows x cols cells with the given margins; width/height include the margins. */
+export function gridLayout(
+  rows: number,
+  cols: number,
+  cellW: number,
+  cellH = cellW,
+  gap = 0,
+  originX = 0,
+  originY = 0,
+  marginRight = 0,
+  marginBottom = 0,
+): GridLayout {
+  const spanW = cols > 0 ? cols * cellW + (cols - 1) * gap : 0;
+  const spanH = rows > 0 ? rows * cellH + (rows - 1) * gap : 0;
+  return {
+    rows,
+    cols,
+    cellW,
+    cellH,
+    gap,
+    originX,
+    originY,
+    width: originX + spanW + marginRight,
+    height: originY + spanH + marginBottom,
+  };
+}
+
+/** The cell under (x, y) in CSS px relative to the canvas' top-left corner; null outside or in a gap. */
+export function hitTest(l: GridLayout, x: number, y: number): Cell | null {
+  const fx = x - l.originX;
+  const fy = y - l.originY;
+  if (!(fx >= 0 && fy >= 0)) return null;
+  const sx = l.cellW + l.gap;
+  const sy = l.cellH + l.gap;
+  const col = Math.floor(fx / sx);
+  const row = Math.floor(fy / sy);
+  if (col >= l.cols || row >= l.rows) return null;
+  if (fx - col * sx >= l.cellW || fy - row * sy >= l.cellH) return null;
+  return { row, col };
+}
+
+/** The rectangle of a cell in CSS px. */
+export function cellRect(l: GridLayout, row: number, col: number): Rect {
+  return { x: l.originX + col * (l.cellW + l.gap), y: l.originY + row * (l.cellH + l.gap), w: l.cellW, h: l.cellH };
+}
+
+/** The centre of a cell in CSS px (what a browser test clicks). */
+export function cellCenter(l: GridLayout, row: number, col: number): { x: number; y: number } {
+  const r = cellRect(l, row, col);
+  return { x: r.x + r.w / 2, y: r.y + r.h / 2 };
+}
+
+/** Write the layout onto the canvas as data attributes (data-rows, data-cols, data-cell, ...). */
+export function exposeLayout(canvas: HTMLCanvasElement, l: GridLayout): void {
+  const d = canvas.dataset;
+  d.rows = String(l.rows);
+  d.cols = String(l.cols);
+  d.cell = String(l.cellW);
+  d.cellW = String(l.cellW);
+  d.cellH = String(l.cellH);
+  d.gap = String(l.gap);
+  d.originX = String(l.originX);
+  d.originY = String(l.originY);
+}
+
+export function devicePixelRatioOf(el: Element): number {
+  const r = el.ownerDocument?.defaultView?.devicePixelRatio;
+  return typeof r === "number" && r > 0 ? r : 1;
+}
+
+/**
+ * Size a canvas for `cssW` x `cssH` CSS px at the device pixel ratio and return its 2D context
+ * with an identity transform (callers draw in device px), or null where there is no 2D canvas
+ * (e.g. happy-dom in tests).
+ */
+export function setupCanvas(canvas: HTMLCanvasElement, cssW: number, cssH: number): CanvasRenderingContext2D | null {
+  const dpr = devicePixelRatioOf(canvas);
+  const w = Math.max(1, Math.round(cssW * dpr));
+  const h = Math.max(1, Math.round(cssH * dpr));
+  if (canvas.width !== w) canvas.width = w;
+  if (canvas.height !== h) canvas.height = h;
+  canvas.style.width = `${cssW}px`;
+  canvas.style.height = `${cssH}px`;
+  const ctx = get2d(canvas);
+  if (ctx) ctx.setTransform(1, 0, 0, 1, 0, 0);
+  return ctx;
+}
+
+export function get2d(canvas: HTMLCanvasElement): CanvasRenderingContext2D | null {
+  try {
+    const ctx = canvas.getContext("2d");
+    return ctx && typeof (ctx as CanvasRenderingContext2D).fillRect === "function" ? (ctx as CanvasRenderingContext2D) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Device-pixel rectangle of a CSS rectangle, snapped so that neighbouring cells share edges. */
+export function snap(r: Rect, dpr: number): Rect {
+  const x0 = Math.round(r.x * dpr);
+  const y0 = Math.round(r.y * dpr);
+  const x1 = Math.round((r.x + r.w) * dpr);
+  const y1 = Math.round((r.y + r.h) * dpr);
+  return { x: x0, y: y0, w: Math.max(1, x1 - x0), h: Math.max(1, y1 - y0) };
+}
+
+/**
+ * RGBA pixels, one per value (row-major rows x cols), coloured by `scale`; NaN -> `missing`.
+ * `out` may be an ImageData's data of the same size.
+ */
+export function fillPixels(
+  values: ArrayLike<number>,
+  scale: ColorScale,
+  out: Uint8ClampedArray = new Uint8ClampedArray(values.length * 4),
+  outOffset = 0,
+  missing: [number, number, number, number] = [128, 128, 128, 255],
+): Uint8ClampedArray {
+  const lut = scale.lut;
+  for (let i = 0, o = outOffset; i < values.length; i++, o += 4) {
+    const k = scale.lutIndex(values[i]);
+    if (k < 0) {
+      out[o] = missing[0];
+      out[o + 1] = missing[1];
+      out[o + 2] = missing[2];
+      out[o + 3] = missing[3];
+    } else {
+      const j = k * 4;
+      out[o] = lut[j];
+      out[o + 1] = lut[j + 1];
+      out[o + 2] = lut[j + 2];
+      out[o + 3] = 255;
+    }
+  }
+  return out;
+}
+
+/** An offscreen canvas holding `pixels` (w x h RGBA), or null without a 2D canvas. */
+export function pixelCanvas(doc: Document, pixels: Uint8ClampedArray, w: number, h: number): HTMLCanvasElement | null {
+  if (w <= 0 || h <= 0) return null;
+  const c = doc.createElement("canvas");
+  c.width = w;
+  c.height = h;
+  const ctx = get2d(c);
+  if (!ctx || typeof ctx.createImageData !== "function") return null;
+  const img = ctx.createImageData(w, h);
+  img.data.set(pixels);
+  ctx.putImageData(img, 0, 0);
+  return c;
+}
+
+export interface HeatmapOptions {
+  /** Cell size in CSS px (default 12). */
+  cellW?: number;
+  cellH?: number;
+  gap?: number;
+  /** Margin around the cells in CSS px, so highlight outlines are not clipped (default 2). */
+  margin?: number;
+  testid?: string;
+  ariaLabel?: string;
+  onHover?: (cell: Cell | null, ev: MouseEvent) => void;
+  onClick?: (cell: Cell, ev: MouseEvent) => void;
+}
+
+export interface HeatmapColors {
+  bg: string;
+  accent: string;
+  fg: string;
+}
+
+export interface HeatmapSvgOptions {
+  rowLabels?: string[];
+  colLabels?: string[];
+  title?: string;
+  legend?: string;
+  /** Values as numbers in each cell when cells are large enough (default false). */
+  annotate?: boolean;
+  /** Up to this many cells are drawn as vector rects; above, one embedded PNG (default 40000). */
+  maxRects?: number;
+}
+
+/** A rows x cols canvas heatmap. Call `draw()` after changing data, scale, size or highlight. */
+export class Heatmap {
+  readonly canvas: HTMLCanvasElement;
+  private values: ArrayLike<number> = new Float32Array(0);
+  private rows = 0;
+  private cols = 0;
+  private cellW: number;
+  private cellH: number;
+  private gap: number;
+  private margin: number;
+  private scale: ColorScale | null = null;
+  private colors: HeatmapColors = { bg: "#ffffff", accent: "#e36209", fg: "#1f2328" };
+  private highlight: Highlight = {};
+  private image: HTMLCanvasElement | null = null;
+  private imageDirty = true;
+  private hovered: Cell | null = null;
+  private readonly offs: Array<() => void> = [];
+
+  constructor(private readonly opts: HeatmapOptions = {}) {
+    const doc = typeof document !== "undefined" ? document : null;
+    if (!doc) throw new Error("Heatmap needs a DOM");
+    this.canvas = doc.createElement("canvas");
+    this.canvas.className = "lw-heatmap";
+    if (opts.testid) this.canvas.dataset.testid = opts.testid;
+    if (opts.ariaLabel) this.canvas.setAttribute("aria-label", opts.ariaLabel);
+    this.canvas.setAttribute("role", "img");
+    this.cellW = opts.cellW ?? 12;
+    this.cellH = opts.cellH ?? this.cellW;
+    this.gap = opts.gap ?? 0;
+    this.margin = opts.margin ?? 2;
+    const on = <K extends keyof HTMLElementEventMap>(type: K, fn: (ev: HTMLElementEventMap[K]) => void) => {
+      this.canvas.addEventListener(type, fn as EventListener);
+      this.offs.push(() => this.canvas.removeEventListener(type, fn as EventListener));
+    };
+    on("mousemove", (ev) => {
+      const cell = this.cellAt(ev);
+      if (cell?.row !== this.hovered?.row || cell?.col !== this.hovered?.col) {
+        this.hovered = cell;
+        this.opts.onHover?.(cell, ev);
+      }
+    });
+    on("mouseleave", (ev) => {
+      if (this.hovered) {
+        this.hovered = null;
+        this.opts.onHover?.(null, ev);
+      }
+    });
+    on("click", (ev) => {
+      const cell = this.cellAt(ev);
+      if (cell) this.opts.onClick?.(cell, ev);
+    });
+  }
+
+  get layout(): GridLayout {
+    const m = this.margin;
+    return gridLayout(this.rows, this.cols, this.cellW, this.cellH, this.gap, m, m, m, m);
+  }
+
+  /** Values are row-major, length rows * cols. The array is kept (not copied). */
+  setData(values: ArrayLike<number>, rows: number, cols: number): this {
+    if (values.length < rows * cols) throw new Error(`Heatmap: ${values.length} values for ${rows}x${cols}`);
+    const n = rows * cols;
+    const sub = (values as Float32Array).subarray;
+    this.values =
+      values.length === n ? values : typeof sub === "function" ? (values as Float32Array).subarray(0, n) : Array.prototype.slice.call(values, 0, n);
+    this.rows = rows;
+    this.cols = cols;
+    this.imageDirty = true;
+    return this;
+  }
+
+  setScale(scale: ColorScale): this {
+    this.scale = scale;
+    this.imageDirty = true;
+    return this;
+  }
+
+  setColors(colors: HeatmapColors): this {
+    this.colors = colors;
+    return this;
+  }
+
+  setCellSize(cellW: number, cellH = cellW, gap = this.gap): this {
+    this.cellW = cellW;
+    this.cellH = cellH;
+    this.gap = gap;
+    return this;
+  }
+
+  setHighlight(h: Highlight): this {
+    this.highlight = { ...h };
+    return this;
+  }
+
+  getHighlight(): Highlight {
+    return { ...this.highlight };
+  }
+
+  value(row: number, col: number): number {
+    return this.values[row * this.cols + col];
+  }
+
+  /** The cell under a mouse event, or null. */
+  cellAt(ev: MouseEvent): Cell | null {
+    const rect = this.canvas.getBoundingClientRect();
+    return hitTest(this.layout, ev.clientX - rect.left, ev.clientY - rect.top);
+  }
+
+  draw(): void {
+    const l = this.layout;
+    exposeLayout(this.canvas, l);
+    const ctx = setupCanvas(this.canvas, l.width, l.height);
+    if (!ctx) return;
+    const dpr = devicePixelRatioOf(this.canvas);
+    ctx.fillStyle = this.colors.bg;
+    ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
+    if (!this.scale || this.rows === 0 || this.cols === 0) return;
+    if (this.gap === 0) {
+      if (this.imageDirty || !this.image) {
+        const px = fillPixels(this.values, this.scale);
+        this.image = pixelCanvas(this.canvas.ownerDocument, px, this.cols, this.rows);
+        this.imageDirty = false;
+      }
+      const r = snap({ x: l.originX, y: l.originY, w: this.cols * l.cellW, h: this.rows * l.cellH }, dpr);
+      if (this.image) {
+        ctx.imageSmoothingEnabled = false;
+        ctx.drawImage(this.image, 0, 0, this.cols, this.rows, r.x, r.y, r.w, r.h);
+      }
+    } else {
+      for (let i = 0; i < this.rows; i++) {
+        for (let j = 0; j < this.cols; j++) {
+          const r = snap(cellRect(l, i, j), dpr);
+          ctx.fillStyle = this.scale.css(this.value(i, j));
+          ctx.fillRect(r.x, r.y, r.w, r.h);
+        }
+      }
+    }
+    this.drawHighlight(ctx, l, dpr);
+  }
+
+  private drawHighlight(ctx: CanvasRenderingContext2D, l: GridLayout, dpr: number): void {
+    const { row, col, cell } = this.highlight;
+    const full = { x: l.originX, y: l.originY, w: l.width - l.originX * 2, h: l.height - l.originY * 2 };
+    const band = (r: Rect) => {
+      // Dim everything outside the band, then outline it.
+      ctx.save();
+      ctx.globalAlpha = 0.55;
+      ctx.fillStyle = this.colors.bg;
+      const f = snap(full, dpr);
+      const b = snap(r, dpr);
+      ctx.beginPath();
+      ctx.rect(f.x, f.y, f.w, f.h);
+      ctx.rect(b.x, b.y, b.w, b.h);
+      ctx.fill("evenodd");
+      ctx.restore();
+      outline(b);
+    };
+    const outline = (b: Rect) => {
+      ctx.save();
+      ctx.strokeStyle = this.colors.accent;
+      ctx.lineWidth = Math.max(1, Math.round(1.5 * dpr));
+      ctx.strokeRect(b.x - ctx.lineWidth / 2, b.y - ctx.lineWidth / 2, b.w + ctx.lineWidth, b.h + ctx.lineWidth);
+      ctx.restore();
+    };
+    if (row != null && row >= 0 && row < l.rows) {
+      const r = cellRect(l, row, 0);
+      band({ x: r.x, y: r.y, w: full.w, h: r.h });
+    } else if (col != null && col >= 0 && col < l.cols) {
+      const r = cellRect(l, 0, col);
+      band({ x: r.x, y: r.y, w: r.w, h: full.h });
+    }
+    if (cell && cell.row >= 0 && cell.row < l.rows && cell.col >= 0 && cell.col < l.cols) {
+      outline(snap(cellRect(l, cell.row, cell.col), dpr));
+    }
+  }
+
+  /** The canvas as a PNG blob (device resolution), or null where canvas export is unavailable. */
+  toPNG(): Promise<Blob | null> {
+    return canvasToPNG(this.canvas);
+  }
+
+  /** A self-contained SVG: cells (vector rects, or one embedded PNG when large), labels, legend. */
+  toSVG(o: HeatmapSvgOptions = {}): string {
+    const scale = this.scale;
+    const rows = this.rows;
+    const cols = this.cols;
+    const cw = Math.max(this.cellW, 4);
+    const ch = Math.max(this.cellH, 4);
+    const fontSize = Math.max(6, Math.min(11, ch * 0.8));
+    const colFont = Math.max(6, Math.min(11, cw * 0.8));
+    const longest = (ls?: string[]) => (ls && ls.length ? Math.max(...ls.map((s) => [...s].length)) : 0);
+    const rowLabelW = o.rowLabels ? Math.min(180, longest(o.rowLabels) * fontSize * 0.62 + 8) : 0;
+    const colLabelH = o.colLabels ? Math.min(180, longest(o.colLabels) * colFont * 0.62 + 8) : 0;
+    const titleH = o.title ? 22 : 0;
+    const x0 = 8 + rowLabelW;
+    const y0 = 8 + titleH + colLabelH;
+    const gw = cols * cw;
+    const gh = rows * ch;
+    const legendH = scale && o.legend !== undefined ? 36 : 0;
+    const width = Math.max(x0 + gw + 8, 200);
+    const height = y0 + gh + 8 + legendH;
+    const { fg, bg } = this.colors;
+    const body: string[] = [];
+    if (o.title) {
+      body.push(`<text x="8" y="20" font-size="13" font-weight="bold" fill="${escapeXml(fg)}">${escapeXml(o.title)}</text>`);
+    }
+    if (scale) {
+      const maxRects = o.maxRects ?? 40000;
+      const png = rows * cols > maxRects ? this.cellsDataUrl() : null;
+      if (png) {
+        body.push(
+          `<image x="${r2(x0)}" y="${r2(y0)}" width="${r2(gw)}" height="${r2(gh)}" preserveAspectRatio="none" ` +
+            `style="image-rendering:pixelated" href="${png}" xlink:href="${png}"/>`,
+        );
+      } else {
+        body.push(`<g shape-rendering="crispEdges">`);
+        for (let i = 0; i < rows; i++) {
+          for (let j = 0; j < cols; j++) {
+            const v = this.value(i, j);
+            body.push(`<rect x="${r2(x0 + j * cw)}" y="${r2(y0 + i * ch)}" width="${r2(cw)}" height="${r2(ch)}" fill="${scale.css(v)}"><title>${escapeXml(String(v))}</title></rect>`);
+          }
+        }
+        body.push(`</g>`);
+        if (o.annotate && cw >= 28 && ch >= 12) {
+          for (let i = 0; i < rows; i++) {
+            for (let j = 0; j < cols; j++) {
+              const v = this.value(i, j);
+              body.push(
+                `<text x="${r2(x0 + (j + 0.5) * cw)}" y="${r2(y0 + (i + 0.5) * ch)}" font-size="${r2(Math.min(10, ch * 0.6))}" ` +
+                  `text-anchor="middle" dominant-baseline="central" fill="${contrastText(scale.rgb(v))}">${escapeXml(v.toFixed(2))}</text>`,
+              );
+            }
+          }
+        }
+      }
+    }
+    if (o.rowLabels) {
+      o.rowLabels.slice(0, rows).forEach((s, i) => {
+        body.push(
+          `<text x="${r2(x0 - 4)}" y="${r2(y0 + (i + 0.5) * ch)}" font-size="${r2(fontSize)}" text-anchor="end" ` +
+            `dominant-baseline="central" fill="${escapeXml(fg)}" xml:space="preserve">${escapeXml(s)}</text>`,
+        );
+      });
+    }
+    if (o.colLabels) {
+      o.colLabels.slice(0, cols).forEach((s, j) => {
+        const x = x0 + (j + 0.5) * cw;
+        const y = y0 - 4;
+        body.push(
+          `<text transform="translate(${r2(x)},${r2(y)}) rotate(-90)" font-size="${r2(colFont)}" ` +
+            `dominant-baseline="central" fill="${escapeXml(fg)}" xml:space="preserve">${escapeXml(s)}</text>`,
+        );
+      });
+    }
+    if (scale && o.legend !== undefined) {
+      body.push(...svgLegend(scale, x0, y0 + gh + 12, Math.min(240, Math.max(120, gw)), o.legend, fg, "hm"));
+    }
+    return svgDocument(width, height, body, bg);
+  }
+
+  private cellsDataUrl(): string | null {
+    if (!this.scale) return null;
+    const c = pixelCanvas(this.canvas.ownerDocument, fillPixels(this.values, this.scale), this.cols, this.rows);
+    try {
+      return c ? c.toDataURL("image/png") : null;
+    } catch {
+      return null;
+    }
+  }
+
+  destroy(): void {
+    this.offs.splice(0).forEach((f) => f());
+    this.canvas.remove();
+    this.image = null;
+  }
+}
+
+export function canvasToPNG(canvas: HTMLCanvasElement): Promise<Blob | null> {
+  return new Promise((resolve) => {
+    try {
+      if (typeof canvas.toBlob !== "function") return resolve(null);
+      canvas.toBlob((b) => resolve(b), "image/png");
+    } catch {
+      resolve(null);
+    }
+  });
+}
