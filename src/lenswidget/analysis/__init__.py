@@ -26,6 +26,8 @@ _EXPORTS: dict[str, str] = {
     "ablate_heads": "ablation",
     "AblationResult": "ablation",
     "head_means": "ablation",
+    "head_ablation_hooks": "ablation",
+    "component_ablation_hooks": "ablation",
     # patching.py / attribution.py / metrics.py: activation patching
     "patch_sweep": "patching",
     "patch_one": "patching",

@@ -135,24 +135,7 @@ def ablate_heads(
     if mode == "mean" and means is None:
         means = head_means(model, tokens)
 
-    by_layer: dict[int, list[int]] = {}
-    for layer, head in heads:
-        by_layer.setdefault(layer, []).append(head)
-
-    def make_hook(layer: int, layer_heads: Sequence[int]):
-        idx = list(layer_heads)
-
-        def hook(z: torch.Tensor, hook: Any = None) -> torch.Tensor:
-            z = z.clone()
-            if mode == "zero":
-                z[:, :, idx, :] = 0.0
-            else:
-                z[:, :, idx, :] = means[layer, idx].to(z.dtype).to(z.device)
-            return z
-
-        return hook
-
-    fwd_hooks = [(act_name("z", layer), make_hook(layer, hs)) for layer, hs in by_layer.items()]
+    fwd_hooks = head_ablation_hooks(heads, mode=mode, means=means)
     with torch.inference_mode():
         if logits_before is None:
             logits_before = model(tokens)
@@ -172,6 +155,60 @@ def ablate_heads(
         delta_logprob=(lp_after - lp_before).cpu(),
         str_tokens=tuple(str_tokens(model, tokens[0])),
     )
+
+
+def head_ablation_hooks(
+    heads: Sequence[tuple[int, int]], *, mode: str = "zero", means: torch.Tensor | None = None
+) -> list[tuple[str, Any]]:
+    """Forward hooks (for ``run_with_hooks`` / ``model.hooks``) that ablate ``heads`` at
+    ``blocks.{l}.attn.hook_z``: zero, or ``means`` [n_layers, n_heads, d_head] for ``"mean"``."""
+    if mode == "mean" and means is None:
+        raise InputError("Mean ablation needs head means (see head_means).")
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(int(layer), []).append(int(head))
+
+    def make_hook(layer: int, idx: list[int]):
+        def hook(z: torch.Tensor, hook: Any = None) -> torch.Tensor:
+            z = z.clone()
+            if mode == "zero":
+                z[:, :, idx, :] = 0.0
+            else:
+                z[:, :, idx, :] = means[layer, idx].to(z.dtype).to(z.device)
+            return z
+
+        return hook
+
+    return [(act_name("z", layer), make_hook(layer, hs)) for layer, hs in by_layer.items()]
+
+
+def component_ablation_hooks(model: Any, components: Iterable[str]) -> list[tuple[str, Any]]:
+    """Forward hooks that zero-ablate components named as direct logit attribution names them:
+    ``"L{l}H{h}"`` (a head's z), ``"mlp{l}"`` (``blocks.{l}.hook_mlp_out``), ``"attn{l}"``
+    (``blocks.{l}.hook_attn_out``). Raises :class:`InputError` for any other name."""
+    import re
+
+    heads: list[tuple[int, int]] = []
+    hooks: list[tuple[str, Any]] = []
+
+    def zero(x: torch.Tensor, hook: Any = None) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+    for name in components:
+        m = re.fullmatch(r"L(\d+)H(\d+)|(mlp|attn)(\d+)", str(name))
+        if m is None:
+            raise InputError(f"Cannot ablate {name!r}: name a head 'L{{layer}}H{{head}}', 'mlp{{layer}}' or 'attn{{layer}}'.")
+        if m.group(1) is not None:
+            heads.extend(_check_heads(model, [(int(m.group(1)), int(m.group(2)))]))
+            continue
+        layer = int(m.group(4))
+        if not 0 <= layer < int(model.cfg.n_layers):
+            raise InputError(f"Layer {layer} is out of range: the model has layers 0..{int(model.cfg.n_layers) - 1}.")
+        hook_name = act_name("mlp_out" if m.group(3) == "mlp" else "attn_out", layer)
+        if hook_name not in model.hook_dict:
+            raise InputError(f"This model has no {hook_name} (no {m.group(3).upper()} in layer {layer}).")
+        hooks.append((hook_name, zero))
+    return head_ablation_hooks(heads) + hooks if heads else hooks
 
 
 def _next_token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

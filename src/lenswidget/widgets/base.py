@@ -65,12 +65,14 @@ class Request:
 
     ``args`` maps each argument name to its type (``int``, ``float``, ``str``, ``bool``,
     ``list``, ``dict``) or to ``(type, default)`` for an optional argument. ``background`` requests
-    run in a thread, stream progress and can be cancelled.
+    run in a thread, stream progress and can be cancelled. ``exclusive=False`` requests do not
+    take the session (they must not touch the model: e.g. cancelling).
     """
 
     kind: str
     args: dict[str, Any] = field(default_factory=dict)
     background: bool = False
+    exclusive: bool = True
 
     def parse(self, raw: Any) -> dict[str, Any]:
         """Checked arguments, or a :class:`ProtocolError` naming what is wrong."""
@@ -208,12 +210,15 @@ class LensWidget(anywidget.AnyWidget):
         if spec.background:
             self._start_job(request_id, kind, handler, args)
             return
-        with self.lens.computation(f"{type(self).__name__}.{kind}", wait=False):
-            self.busy = kind
-            try:
-                out = handler(**args)
-            finally:
-                self.busy = ""
+        if not spec.exclusive:
+            out = handler(**args)
+        else:
+            with self.lens.computation(f"{type(self).__name__}.{kind}", wait=False):
+                self.busy = kind
+                try:
+                    out = handler(**args)
+                finally:
+                    self.busy = ""
         result, bufs = out if isinstance(out, tuple) else (out, None)
         self.error = {}
         self._reply(request_id, result, bufs)

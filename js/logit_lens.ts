@@ -1,0 +1,379 @@
+// LogitLensTable view (widgets/logit_lens.py; contract in docs/protocol.md, LogitLensTable).
+//
+// Header: prompt + Run (Ctrl/Cmd+Enter), the shading mode, the target token (input + Set, and
+// the current target). Body: the ablation banner with Undo, the virtualised canvas table
+// (logit_lens/table.ts) and the cell detail panel drawn from `cell_detail` (logit_lens/detail.ts).
+// Trait changes are coalesced into one redraw per task; the top-k table is decoded only when
+// `top_ids` / `top_probs` / `top_meta` change.
+//
+// Requests: run {prompt}, set_target {target, target_id?}, select {row, pos}, ablate {component}, undo {}.
+// The view sets one trait itself: `mode`.
+
+import type { Reply } from "./lib/protocol";
+import type { AnyModel, RenderProps } from "./lib/types";
+import type { ExportItem } from "./lib/widget";
+import { button, createWidget, h, svgBlob } from "./lib/widget";
+import { displayToken } from "./lib/tokens";
+import type { LensMode, TargetStats, TopTable } from "./logit_lens/data";
+import { MODES, byteLength, countChanged, decodeChanged, decodeTargetStats, decodeTopTable, normalizeMode } from "./logit_lens/data";
+import { DetailPanel } from "./logit_lens/detail";
+import type { LensData } from "./logit_lens/table";
+import { LensTableView } from "./logit_lens/table";
+
+/** Parse the `selected` trait: [row, pos] inside an R x T table, or null. */
+export function parseSelected(x: unknown, R: number, T: number): [number, number] | null {
+  if (!Array.isArray(x) || x.length !== 2) return null;
+  const [r, p] = x.map(Number);
+  if (!Number.isInteger(r) || !Number.isInteger(p)) return null;
+  if (r < 0 || p < 0 || r >= R || p >= T) return null;
+  return [r, p];
+}
+
+function strings(x: unknown): string[] {
+  return Array.isArray(x) ? x.map((s) => (typeof s === "string" ? s : String(s ?? ""))) : [];
+}
+
+export function render({ model, el }: RenderProps): () => void {
+  const w = createWidget(model, el, { name: "logit-lens" });
+  const { root } = w;
+
+  // ---- header -------------------------------------------------------------------------------
+  const prompt = h("textarea", {
+    class: "lw-prompt",
+    testid: "lw-prompt",
+    attrs: { rows: "2", spellcheck: "false", "aria-label": "Prompt", placeholder: "Type a prompt, then Run (Ctrl+Enter)" },
+  });
+  prompt.value = String(model.get("prompt") ?? "");
+  const runBtn = button("Run", "lw-run", "lw-btn lw-btn-primary");
+  runBtn.title = "Run the model on the prompt (Ctrl/Cmd+Enter)";
+  const mode = h("select", { class: "lw-select", testid: "lw-lens-mode", attrs: { "aria-label": "Shade cells by" } });
+  for (const [v, label] of MODES) mode.appendChild(h("option", { text: label, attrs: { value: v } }));
+  const targetInput = h("input", {
+    class: "lw-prompt lw-ll-target-input",
+    testid: "lw-target",
+    attrs: { type: "text", spellcheck: "false", "aria-label": "Target token", placeholder: 'e.g. " Paris" (leading space matters)' },
+  });
+  const setTargetBtn = button("Set target", "lw-set-target", "lw-btn");
+  const targetNow = h("span", { class: "lw-ll-target-now", testid: "lw-target-text" });
+  const summary = h("span", { class: "lw-summary", testid: "lw-summary" });
+  const controls = h("div", { class: "lw-controls" }, [
+    h("label", { class: "lw-field" }, [h("span", { text: "Shade by" }), mode]),
+    h("span", { class: "lw-field lw-ll-target-field" }, [h("span", { text: "Target" }), targetInput, setTargetBtn]),
+    targetNow,
+    summary,
+  ]);
+  w.header.append(h("div", { class: "lw-prompt-row" }, [prompt, runBtn]), controls);
+  // The busy indicator sits at the end of the controls row rather than above the table, so that a
+  // quick request (a click) does not push the table down under the pointer.
+  const busyBox = root.querySelector<HTMLElement>(":scope > [data-testid=lw-busy]");
+  if (busyBox) controls.appendChild(busyBox);
+
+  // ---- body ---------------------------------------------------------------------------------
+  const ablatedText = h("span", { class: "lw-ll-ablated-text", testid: "lw-ablated-text" });
+  const undoBtn = button("Undo", "lw-undo", "lw-btn lw-btn-small");
+  undoBtn.title = "Back to the original run";
+  const banner = h("div", { class: "lw-ll-ablated", testid: "lw-ablated", attrs: { role: "status" } }, [ablatedText, undoBtn]);
+  banner.hidden = true;
+
+  const table = new LensTableView({
+    onSelect: (row, pos) => select(row, pos),
+    onTarget: (tok, id) => setTarget(tok, id),
+  });
+  const detail = new DetailPanel({
+    onTarget: (tok, id) => setTarget(tok, id),
+    onAblate: (label) => ablate(label),
+  });
+  // The side column keeps its width while empty, so that the first click does not narrow the table
+  // (and hide the clicked cell); it wraps below the table when the output is narrow.
+  const detailEmpty = h("div", {
+    class: "lw-ll-detail-empty",
+    testid: "lw-detail-empty",
+    text: "Click a cell to see its top predictions and the direct logit attribution of the target.",
+  });
+  const side = h("div", { class: "lw-ll-side" }, [detailEmpty, detail.el]);
+  w.body.append(banner, h("div", { class: "lw-ll-main" }, [h("div", { class: "lw-ll-table-col" }, [table.el]), side]));
+
+  // ---- state --------------------------------------------------------------------------------
+  let top: { key: unknown[]; table: TopTable | null } = { key: [], table: null };
+  let stats: { key: unknown; table: TopTable | null; value: TargetStats | null } = { key: null, table: null, value: null };
+  let changed: { key: unknown; table: TopTable | null; value: Uint8Array | null } = { key: null, table: null, value: null };
+  /** A clicked cell shown as selected until Python answers (then the `selected` trait rules). */
+  let localSel: [number, number] | null = null;
+  let scrolledToSelection = false;
+
+  const ablated = () => strings(model.get("ablated"));
+
+  function decodeTop(): void {
+    const key = [model.get("top_ids"), model.get("top_probs"), JSON.stringify(model.get("top_meta") ?? null)];
+    if (key.every((k, i) => k === top.key[i])) return;
+    top = { key, table: null };
+    try {
+      top.table = decodeTopTable(key[0], key[1], model.get("top_meta"));
+    } catch (e) {
+      w.showError({ kind: "decode", message: `Could not decode the logit lens table: ${(e as Error).message}` });
+    }
+  }
+
+  function decodeStats(): void {
+    const t = top.table;
+    const x = model.get("target_stats");
+    if (x === stats.key && t === stats.table) return;
+    stats = { key: x, table: t, value: null };
+    if (!t) return;
+    try {
+      stats.value = decodeTargetStats(x, t.R, t.T);
+    } catch (e) {
+      w.showError({ kind: "decode", message: `Could not decode the target statistics: ${(e as Error).message}` });
+    }
+  }
+
+  function decodeMask(): void {
+    const t = top.table;
+    const x = model.get("changed");
+    if (x === changed.key && t === changed.table) return;
+    changed = { key: x, table: t, value: null };
+    if (!t || byteLength(x) === 0) return;
+    try {
+      changed.value = decodeChanged(x, t.R, t.T);
+    } catch (e) {
+      w.showError({ kind: "decode", message: `Could not decode the changed-cells mask: ${(e as Error).message}` });
+    }
+  }
+
+  function lensData(): LensData {
+    const t = top.table;
+    const vocab = model.get("vocab");
+    const target = Number(model.get("target"));
+    return {
+      table: t,
+      tokens: strings(model.get("tokens")),
+      rowLabels: strings(model.get("row_labels")),
+      rowHooks: strings(model.get("row_hooks")),
+      vocab: vocab && typeof vocab === "object" ? (vocab as Record<string, string>) : {},
+      stats: stats.value,
+      target: Number.isInteger(target) ? target : -1,
+      targetText: String(model.get("target_text") ?? ""),
+      mode: normalizeMode(model.get("mode")),
+      changed: changed.value,
+      selected: t ? localSel ?? parseSelected(model.get("selected"), t.R, t.T) : null,
+    };
+  }
+
+  // ---- actions ------------------------------------------------------------------------------
+  function run(): void {
+    void w.request("run", { prompt: prompt.value });
+  }
+
+  async function select(row: number, pos: number): Promise<void> {
+    localSel = [row, pos];
+    invalidate("table");
+    const reply = await w.request("select", { row, pos });
+    if (disposed) return;
+    if (!reply) {
+      localSel = null;
+      invalidate("table");
+      return;
+    }
+    // The trait `cell_detail` carries the same object; draw the reply too, in case it comes first.
+    showDetail(reply);
+  }
+
+  function showDetail(reply: Reply): void {
+    const r = reply.result as { row?: unknown; pos?: unknown };
+    if (localSel && r && r.row === localSel[0] && r.pos === localSel[1]) {
+      detail.render(reply.result, ablated());
+      detailEmpty.hidden = true;
+    }
+  }
+
+  /** A token picked from the table comes with its id (sent as `target_id`, so tokens that do not
+   * re-tokenize to themselves still work); a typed one is sent as text. */
+  function setTarget(tok: string, id?: number): void {
+    if (!tok) {
+      w.showError({ kind: "input", message: 'Type a target token first, e.g. " Paris" (with its leading space).' });
+      return;
+    }
+    targetInput.value = tok;
+    void w.request("set_target", id === undefined ? { target: tok } : { target: tok, target_id: id });
+  }
+
+  function ablate(component: string): void {
+    if (component) void w.request("ablate", { component });
+  }
+
+  w.listen(runBtn, "click", run);
+  w.listen(prompt, "keydown", (ev) => {
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) {
+      ev.preventDefault();
+      run();
+    }
+  });
+  w.listen(setTargetBtn, "click", () => setTarget(targetInput.value));
+  w.listen(targetInput, "keydown", (ev) => {
+    if (ev.key === "Enter") {
+      ev.preventDefault();
+      setTarget(targetInput.value);
+    }
+  });
+  w.listen(mode, "change", () => {
+    model.set("mode", normalizeMode(mode.value));
+    model.save_changes();
+    invalidate("table");
+  });
+  w.listen(undoBtn, "click", () => void w.request("undo", {}));
+  w.onPending((open) => {
+    const busy = open.length > 0;
+    runBtn.disabled = busy;
+    setTargetBtn.disabled = busy;
+    undoBtn.disabled = busy;
+    detail.setBusy(busy);
+  });
+
+  // ---- drawing ------------------------------------------------------------------------------
+  type Part = "decode" | "header" | "table" | "detail" | "banner";
+  const dirty = new Set<Part>();
+  let scheduled = false;
+
+  function invalidate(...parts: Part[]): void {
+    parts.forEach((p) => dirty.add(p));
+    if (scheduled) return;
+    scheduled = true;
+    queueMicrotask(flush);
+  }
+
+  function flush(): void {
+    scheduled = false;
+    if (disposed) return;
+    const d = new Set(dirty);
+    dirty.clear();
+    if (d.has("decode")) {
+      const before = top.table;
+      decodeTop();
+      decodeStats();
+      decodeMask();
+      if (top.table !== before) localSel = null;
+      ["table", "header", "banner"].forEach((p) => d.add(p as Part));
+    }
+    const t = top.table;
+    if (d.has("header")) {
+      const m = normalizeMode(model.get("mode"));
+      mode.value = m;
+      const p = String(model.get("prompt") ?? "");
+      // Do not overwrite what the user is typing (activeElement of the shadow root in marimo).
+      const active = (prompt.getRootNode() as Document | ShadowRoot).activeElement;
+      if (prompt.value !== p && active !== prompt) prompt.value = p;
+      const target = Number(model.get("target"));
+      const text = String(model.get("target_text") ?? "");
+      targetNow.replaceChildren();
+      if (Number.isInteger(target) && target >= 0) {
+        targetNow.append(
+          h("span", { class: "lw-muted", text: "current: " }),
+          h("span", { class: "lw-tok lw-ll-target-tok", text: displayToken(text) }),
+          h("span", { class: "lw-muted", text: ` (id ${target})` }),
+        );
+        targetNow.title = JSON.stringify(text);
+        targetNow.dataset.target = String(target);
+        if (targetInput.value === "" && (targetInput.getRootNode() as Document | ShadowRoot).activeElement !== targetInput) targetInput.value = text;
+      } else {
+        targetNow.append(h("span", { class: "lw-muted", text: "no target" }));
+        targetNow.title = "";
+        targetNow.dataset.target = "-1";
+      }
+      const toks = strings(model.get("tokens"));
+      summary.textContent = t ? `${toks.length || t.T} tokens · ${t.R} rows · top ${t.k}` : "";
+    }
+    if (d.has("banner")) {
+      const abl = ablated();
+      if (abl.length) {
+        const n = countChanged(changed.value);
+        ablatedText.textContent = `Ablated: ${abl.join(", ")}. ${n} cell${n === 1 ? "" : "s"} changed vs original (top-1 token differs, marked ◤).`;
+        banner.dataset.ablated = abl.join(",");
+        banner.dataset.changed = String(n);
+        banner.hidden = false;
+      } else {
+        banner.hidden = true;
+        banner.dataset.ablated = "";
+      }
+      d.add("detail");
+    }
+    if (d.has("table")) {
+      table.setPalette(w.palette());
+      table.setData(lensData());
+      table.draw();
+      const sel = table.getData().selected;
+      if (sel && !scrolledToSelection) {
+        scrolledToSelection = true;
+        table.scrollToCell(sel[0], sel[1]);
+      }
+    }
+    if (d.has("detail")) detail.render(model.get("cell_detail"), ablated());
+    detailEmpty.hidden = !t || detail.isShown();
+  }
+
+  // ---- traits -------------------------------------------------------------------------------
+  for (const name of ["top_ids", "top_probs", "top_meta", "target_stats", "changed"]) w.onModel(`change:${name}`, () => invalidate("decode"));
+  w.onModel("change:tokens", () => invalidate("table", "header"));
+  w.onModel("change:row_labels", () => invalidate("table"));
+  w.onModel("change:row_hooks", () => invalidate("table"));
+  w.onModel("change:vocab", () => invalidate("table"));
+  w.onModel("change:target", () => invalidate("table", "header"));
+  w.onModel("change:target_text", () => invalidate("table", "header"));
+  w.onModel("change:prompt", () => invalidate("header"));
+  w.onModel("change:k", () => invalidate("header"));
+  w.onModel("change:mode", () => invalidate("table", "header"));
+  w.onModel("change:selected", () => {
+    localSel = null;
+    invalidate("table");
+  });
+  w.onModel("change:cell_detail", () => invalidate("detail"));
+  w.onModel("change:ablated", () => invalidate("banner", "detail"));
+  detail.setTheme(w.theme());
+  w.onTheme((p) => {
+    detail.setTheme(p.theme);
+    invalidate("table");
+  });
+
+  w.setExports(() => {
+    const items: ExportItem[] = [];
+    if (top.table) {
+      const { full } = table.exportWindow();
+      const what = full ? "Table" : "Visible table";
+      items.push(
+        { id: "png", label: `${what} (PNG)`, filename: "logit-lens.png", make: () => table.toPNG() },
+        { id: "svg", label: `${what} (SVG)`, filename: "logit-lens.svg", make: () => svgBlob(table.toSVG(exportTitle())) },
+      );
+    }
+    return items;
+  });
+  const exportTitle = () => {
+    const p = String(model.get("prompt") ?? "");
+    const abl = ablated();
+    const m = normalizeMode(model.get("mode"));
+    const by = m === "top" ? "top-1 probability" : m === "target_prob" ? "target probability" : "target rank";
+    return `Logit lens (${by})${abl.length ? `, ${abl.join(", ")} ablated` : ""}${p ? ` — ${p.length > 60 ? `${p.slice(0, 57)}…` : p}` : ""}`;
+  };
+
+  // Redraw when the scroll container's size changes (output area resized, first layout).
+  const RO = (root.ownerDocument.defaultView as (Window & typeof globalThis) | null)?.ResizeObserver;
+  if (RO) {
+    const ro = new RO(() => table.schedule());
+    ro.observe(table.scroller);
+    w.addCleanup(() => ro.disconnect());
+  }
+
+  let disposed = false;
+  // First paint, synchronously.
+  dirty.add("decode").add("detail");
+  flush();
+
+  return () => {
+    disposed = true;
+    table.destroy();
+    w.dispose();
+  };
+}
+
+export default { render };
+
+/** For tests: the model API this view uses. */
+export type { AnyModel, LensMode };

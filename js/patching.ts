@@ -1,0 +1,648 @@
+// PatchingHeatmap view (widgets/patching.py; contract in docs/protocol.md).
+//
+// Header: clean and corrupted prompts, answer and wrong answer + Apply (set_inputs); direction
+// and metric selects (traits); the sites menu (set_sites); "Run exact sweep" (sweep, with the
+// shared progress bar + Cancel) and the partial badge.
+// Body: the metric on both runs and both tokenizations (differing positions marked); one card
+// per site in `sites` (SiteCard: heatmap, legend, attribution-vs-exact agreement); a tooltip for
+// the hovered cell; the cell panel drawn from `cell_result`.
+// Trait changes are coalesced into one redraw per animation frame (a streaming sweep updates
+// `exact` many times a second); result maps are decoded only for entries whose bytes changed.
+
+import type { CellContext } from "./patching/cell";
+import { CellPanel } from "./patching/cell";
+import type { SiteEntry, ViewMode } from "./patching/data";
+import { ResultMapCache, diffMasks, sweepCounts } from "./patching/data";
+import { heatmapsSVG } from "./patching/export";
+import type { CellInfo } from "./patching/site";
+import { SiteCard } from "./patching/site";
+import { fmt3 } from "./lib/format";
+import type { Cell } from "./lib/heatmap";
+import { cellRect } from "./lib/heatmap";
+import { RequestError, toErrorInfo } from "./lib/protocol";
+import { svgToPNG } from "./lib/raster";
+import { TokenStrip, displayToken } from "./lib/tokens";
+import type { AnyModel, RenderProps } from "./lib/types";
+import type { ExportItem } from "./lib/widget";
+import { button, createWidget, h, svgBlob } from "./lib/widget";
+
+export const DIRECTIONS: Array<[string, string]> = [
+  ["denoise", "denoise: clean → corrupted run"],
+  ["noise", "noise: corrupted → clean run"],
+];
+
+export const METRICS: Array<[string, string]> = [
+  ["logit_diff", "logit diff"],
+  ["normalized", "normalized (0 = corrupted, 1 = clean)"],
+];
+
+/** Legend text for a metric. */
+export function metricLabel(metric: string): string {
+  return metric === "normalized" ? "normalized metric (0 = corrupted, 1 = clean)" : "logit diff (answer − wrong)";
+}
+
+function strings(x: unknown): string[] {
+  return Array.isArray(x) ? x.map((t) => (typeof t === "string" ? t : String(t ?? ""))) : [];
+}
+
+function numberOr(x: unknown, fb = NaN): number {
+  return typeof x === "number" ? x : fb;
+}
+
+/** Parse the `selected` trait: {site, index} or null. */
+export function parseSelected(x: unknown): { site: string; index: number[] } | null {
+  if (!x || typeof x !== "object" || Array.isArray(x)) return null;
+  const s = x as { site?: unknown; index?: unknown };
+  if (typeof s.site !== "string" || !Array.isArray(s.index)) return null;
+  const index = s.index.map(Number);
+  return index.every((v) => Number.isInteger(v) && v >= 0) ? { site: s.site, index } : null;
+}
+
+type Part = "inputs" | "tokens" | "summary" | "sitesMenu" | "maps" | "layout" | "select" | "cell" | "sweep" | "theme";
+const ALL_PARTS: Part[] = ["inputs", "tokens", "summary", "sitesMenu", "maps", "layout", "select", "cell", "sweep", "theme"];
+
+export function render({ model, el }: RenderProps): () => void {
+  const w = createWidget(model, el, { name: "patching" });
+  const { root } = w;
+  let disposed = false;
+  const doc = root.ownerDocument;
+  const win = doc.defaultView;
+
+  // ---- header ---------------------------------------------------------------------------------
+  const textarea = (testid: string, label: string) =>
+    h("textarea", { class: "lw-prompt", testid, attrs: { rows: "2", spellcheck: "false", "aria-label": label, placeholder: `${label} (Ctrl+Enter applies)` } });
+  const input = (testid: string, label: string, placeholder: string) =>
+    h("input", { class: "lw-input", testid, attrs: { type: "text", spellcheck: "false", "aria-label": label, placeholder } });
+  const cleanIn = textarea("lw-clean", "Clean prompt");
+  const corrIn = textarea("lw-corrupted", "Corrupted prompt");
+  const answerIn = input("lw-answer", "Answer", "answer, e.g. ␣Paris");
+  const wrongIn = input("lw-wrong", "Wrong answer", "wrong, e.g. ␣Rome");
+  answerIn.title = wrongIn.title = "One token; a leading space is part of the token";
+  const applyBtn = button("Apply", "lw-apply", "lw-btn lw-btn-primary");
+  applyBtn.title = "Tokenize both prompts and compute the metric and the attribution preview (Ctrl/Cmd+Enter)";
+
+  const direction = h("select", { class: "lw-select", testid: "lw-direction", attrs: { "aria-label": "Patching direction" } });
+  for (const [v, label] of DIRECTIONS) direction.appendChild(h("option", { text: label, attrs: { value: v } }));
+  const metric = h("select", { class: "lw-select", testid: "lw-metric", attrs: { "aria-label": "Metric" } });
+  for (const [v, label] of METRICS) metric.appendChild(h("option", { text: label, attrs: { value: v } }));
+
+  const sitesSummary = h("summary", { class: "lw-btn lw-btn-small lw-pt-sites-summary", testid: "lw-sites-summary" });
+  const sitesList = h("div", { class: "lw-pt-sites-list", attrs: { role: "group", "aria-label": "Sites shown" } });
+  const sitesBox = h("details", { class: "lw-pt-sites", testid: "lw-sites" }, [sitesSummary, sitesList]);
+
+  const sweepBtn = button("Run exact sweep", "lw-sweep", "lw-btn lw-btn-primary");
+  sweepBtn.title = "Rerun the model once per cell of every site shown (background; Cancel keeps what is done)";
+  const partialBadge = h("span", { class: "lw-pt-badge lw-pt-partial", testid: "lw-partial", attrs: { role: "status" } });
+  partialBadge.hidden = true;
+  const sweepState = h("span", { class: "lw-summary", testid: "lw-sweep-state" });
+  // Progress of a sweep this view did not request (started from Python, or by another view of the
+  // same widget): from the `sweep_progress` trait, with its own Cancel (request cancel_sweep).
+  const sweepBar = h("div", { class: "lw-progress-bar" });
+  const sweepProgressBar = h("div", { class: "lw-progress", testid: "lw-sweep-bar", attrs: { role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100" } }, [sweepBar]);
+  const sweepProgressText = h("span", { class: "lw-summary", testid: "lw-sweep-progress-text" });
+  const cancelSweepBtn = button("Cancel", "lw-cancel-sweep", "lw-btn lw-btn-small");
+  cancelSweepBtn.title = "Stop the sweep after its current batch; what is done stays";
+  const sweepProgress = h("span", { class: "lw-pt-sweep-progress", testid: "lw-sweep-progress" }, [sweepProgressBar, sweepProgressText, cancelSweepBtn]);
+  sweepProgress.hidden = true;
+  let cancellingSweep = false;
+
+  w.header.append(
+    h("div", { class: "lw-pt-inputs" }, [
+      h("label", { class: "lw-pt-input" }, [h("span", { class: "lw-pt-input-label", text: "clean" }), cleanIn]),
+      h("label", { class: "lw-pt-input" }, [h("span", { class: "lw-pt-input-label", text: "corrupted" }), corrIn]),
+    ]),
+    h("div", { class: "lw-controls" }, [
+      h("label", { class: "lw-field" }, [h("span", { text: "answer" }), answerIn]),
+      h("label", { class: "lw-field" }, [h("span", { text: "wrong" }), wrongIn]),
+      applyBtn,
+    ]),
+    h("div", { class: "lw-controls" }, [
+      h("label", { class: "lw-field" }, [h("span", { text: "direction" }), direction]),
+      h("label", { class: "lw-field" }, [h("span", { text: "metric" }), metric]),
+      sitesBox,
+      sweepBtn,
+      sweepProgress,
+      partialBadge,
+      sweepState,
+    ]),
+  );
+
+  // ---- body: summary and tokens ---------------------------------------------------------------
+  const metricName = h("div", { class: "lw-pt-metric-name", testid: "lw-metric-name" });
+  const cleanValue = h("span", { class: "lw-num", testid: "lw-clean-value" });
+  const corruptedValue = h("span", { class: "lw-num", testid: "lw-corrupted-value" });
+  const summary = h("div", { class: "lw-pt-summary", testid: "lw-metric-summary" }, [
+    metricName,
+    h("div", { class: "lw-pt-values-line" }, [
+      h("span", { class: "lw-pt-value-name", text: "clean run" }),
+      cleanValue,
+      h("span", { class: "lw-pt-value-name", text: "corrupted run" }),
+      corruptedValue,
+    ]),
+  ]);
+  let posMark: number | null = null;
+  const markPos = (i: number | null) => {
+    posMark = i;
+    invalidate("select");
+  };
+  const cleanStrip = new TokenStrip({ layout: "flow", testid: "lw-clean-tokens", itemTestid: "lw-clean-token", onHover: markPos });
+  const corrStrip = new TokenStrip({ layout: "flow", testid: "lw-corrupted-tokens", itemTestid: "lw-corrupted-token", onHover: markPos });
+  const diffCount = h("span", { class: "lw-summary", testid: "lw-diff-count" });
+  const rejClean = new TokenStrip({ layout: "flow", testid: "lw-rejected-clean", itemTestid: "lw-rejected-token" });
+  const rejCorr = new TokenStrip({ layout: "flow", testid: "lw-rejected-corrupted", itemTestid: "lw-rejected-token" });
+  const rejTitle = h("div", { class: "lw-pt-rejected-title" });
+  const rejected = h("div", { class: "lw-pt-rejected", testid: "lw-rejected" }, [
+    rejTitle,
+    h("div", { class: "lw-pt-token-row" }, [h("span", { class: "lw-pt-input-label", text: "clean" }), rejClean.el]),
+    h("div", { class: "lw-pt-token-row" }, [h("span", { class: "lw-pt-input-label", text: "corrupted" }), rejCorr.el]),
+  ]);
+  rejected.hidden = true;
+  const tokensBox = h("div", { class: "lw-pt-tokens", testid: "lw-tokenizations" }, [
+    h("div", { class: "lw-pt-token-row" }, [h("span", { class: "lw-pt-input-label", text: "clean" }), cleanStrip.el]),
+    h("div", { class: "lw-pt-token-row" }, [h("span", { class: "lw-pt-input-label", text: "corrupted" }), corrStrip.el]),
+    diffCount,
+  ]);
+
+  // ---- body: maps, tooltip, cell panel ----------------------------------------------------------
+  const mapsList = h("div", { class: "lw-pt-cards" });
+  const mapsEmpty = h("div", { class: "lw-empty", testid: "lw-maps-empty" });
+  const tooltip = h("div", { class: "lw-tooltip lw-pt-tooltip", testid: "lw-tooltip", attrs: { role: "tooltip" } });
+  tooltip.hidden = true;
+  const mapsEl = h("div", { class: "lw-pt-maps", testid: "lw-maps" }, [mapsEmpty, mapsList, tooltip]);
+  const cellPanel = new CellPanel();
+  w.body.append(
+    h("div", { class: "lw-pt-top" }, [summary, tokensBox]),
+    rejected,
+    h("div", { class: "lw-main lw-pt-main" }, [mapsEl, cellPanel.el]),
+  );
+
+  // ---- state ------------------------------------------------------------------------------------
+  const exactCache = new ResultMapCache();
+  const attrCache = new ResultMapCache();
+  let exact = new Map<string, SiteEntry>();
+  let attribution = new Map<string, SiteEntry>();
+  let exactErrors = new Map<string, string>();
+  let attrErrors = new Map<string, string>();
+  const cards = new Map<string, SiteCard>();
+  const modes = new Map<string, ViewMode>();
+  /** The cell clicked, until Python's `selected` says otherwise. */
+  let localSel: { site: string; index: number[] } | null = null;
+  let redraws = 0;
+
+  const sites = () => strings(model.get("sites"));
+  const available = () => strings(model.get("available_sites"));
+  const cleanTokens = () => strings(model.get("clean_tokens"));
+  const corruptedTokens = () => strings(model.get("corrupted_tokens"));
+  const selection = () => localSel ?? parseSelected(model.get("selected"));
+
+  // ---- actions ----------------------------------------------------------------------------------
+  async function apply(): Promise<void> {
+    const args = { clean: cleanIn.value, corrupted: corrIn.value, answer: answerIn.value, wrong: wrongIn.value };
+    w.showError(null);
+    showRejected(null);
+    try {
+      await w.client.request("set_inputs", args);
+    } catch (e) {
+      const err = e instanceof RequestError ? e : new RequestError(toErrorInfo(String(e)), null, "set_inputs");
+      if (err.kind === "cancelled" || err.kind === "disposed") return;
+      w.showError(err);
+      showRejected(err.details);
+    }
+  }
+
+  /** Show the two tokenizations of rejected prompts (different lengths), or hide them. */
+  function showRejected(details: unknown): void {
+    const d = details as { clean_tokens?: unknown; corrupted_tokens?: unknown } | null;
+    if (!d || !Array.isArray(d.clean_tokens) || !Array.isArray(d.corrupted_tokens)) {
+      rejected.hidden = true;
+      return;
+    }
+    const a = strings(d.clean_tokens);
+    const b = strings(d.corrupted_tokens);
+    rejTitle.textContent = `Not applied: the prompts tokenize to ${a.length} and ${b.length} tokens; patching needs the same number.`;
+    rejClean.setTokens(a);
+    rejCorr.setTokens(b);
+    const [ma, mb] = diffMasks(a, b);
+    markDiff(rejClean, ma);
+    markDiff(rejCorr, mb);
+    rejected.hidden = false;
+  }
+
+  function markDiff(strip: TokenStrip, mask: boolean[]): void {
+    mask.forEach((m, i) => {
+      const item = strip.item(i);
+      if (!item) return;
+      item.classList.toggle("lw-pt-diff", m);
+      if (m) item.dataset.diff = "true";
+      else delete item.dataset.diff;
+    });
+  }
+
+  function setSites(list: string[]): void {
+    void w.request("set_sites", { sites: list }).then((r) => {
+      if (!r) invalidate("sitesMenu");
+    });
+  }
+
+  function sweep(): void {
+    void w.request("sweep", { sites: sites() });
+    invalidate("sweep");
+  }
+
+  function clickCell(site: string, index: number[]): void {
+    localSel = { site, index: [...index] };
+    invalidate("select");
+    void w.request("patch", { site, index });
+  }
+
+  w.listen(applyBtn, "click", () => void apply());
+  for (const t of [cleanIn, corrIn, answerIn, wrongIn] as HTMLElement[]) {
+    w.listen(t, "keydown", (ev) => {
+      if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey || t.tagName === "INPUT")) {
+        ev.preventDefault();
+        void apply();
+      }
+    });
+  }
+  w.listen(direction, "change", () => {
+    model.set("direction", direction.value);
+    model.save_changes();
+  });
+  w.listen(metric, "change", () => {
+    model.set("metric", metric.value);
+    model.save_changes();
+    invalidate("summary", "maps");
+  });
+  w.listen(sweepBtn, "click", sweep);
+  w.listen(cancelSweepBtn, "click", () => {
+    cancellingSweep = true;
+    invalidate("sweep");
+    w.client.request("cancel_sweep", {}).catch((e) => {
+      cancellingSweep = false;
+      invalidate("sweep");
+      const err = e instanceof RequestError ? e : new RequestError(toErrorInfo(String(e)), null, "cancel_sweep");
+      if (err.kind !== "disposed") w.showError(err);
+    });
+  });
+  w.listen(sitesList, "change", () => {
+    const checked = new Set(
+      [...sitesList.querySelectorAll<HTMLInputElement>("input[type=checkbox]")].filter((c) => c.checked).map((c) => c.value),
+    );
+    const current = sites().filter((s) => checked.has(s));
+    const added = [...checked].filter((s) => !current.includes(s));
+    setSites([...current, ...added]);
+  });
+  // The sites menu closes on a click elsewhere in the widget, or Esc.
+  w.listen(root, "click", (ev) => {
+    if (sitesBox.open && !sitesBox.contains(ev.target as Node)) sitesBox.open = false;
+  });
+  w.listen(root, "keydown", (ev) => {
+    if (ev.key === "Escape" && sitesBox.open) {
+      sitesBox.open = false;
+      sitesSummary.focus();
+    }
+  });
+  w.onPending(() => invalidate("sweep"));
+
+  // ---- tooltip --------------------------------------------------------------------------------
+  function showTooltip(card: SiteCard, cell: Cell | null): void {
+    if (!cell) {
+      tooltip.hidden = true;
+      return;
+    }
+    const info: CellInfo = card.info(cell);
+    tooltip.replaceChildren(
+      h("div", { class: "lw-tooltip-title", testid: "lw-tooltip-title", text: info.title }),
+      h("div", { class: "lw-tooltip-hook", testid: "lw-tooltip-hook", text: info.hook }),
+      ...info.rows.map((r) => {
+        const v = h("span", { class: "lw-tooltip-value", text: r.text });
+        if (r.testid) v.dataset.testid = r.testid;
+        if (r.value !== undefined) v.dataset.value = String(r.value);
+        const row = h("div", { class: "lw-tooltip-row" }, [h("span", { class: "lw-tooltip-name", text: r.name }), v]);
+        row.dataset.name = r.name;
+        return row;
+      }),
+      h("div", { class: "lw-pt-muted", text: "click: rerun with this one patch" }),
+    );
+    tooltip.dataset.site = info.site;
+    tooltip.dataset.index = info.index.join(",");
+    tooltip.hidden = false;
+    const cr = card.heatmap.canvas.getBoundingClientRect();
+    const mr = mapsEl.getBoundingClientRect();
+    const r = cellRect(card.layout, cell.row, cell.col);
+    const x0 = cr.left - mr.left + mapsEl.scrollLeft;
+    const y0 = cr.top - mr.top + mapsEl.scrollTop;
+    const tipW = tooltip.offsetWidth || 220;
+    const room = mapsEl.clientWidth || Infinity;
+    let left = x0 + r.x + r.w + 10;
+    if (left + tipW > room && x0 + r.x - tipW - 10 >= 0) left = x0 + r.x - tipW - 10;
+    tooltip.style.left = `${Math.round(left)}px`;
+    tooltip.style.top = `${Math.round(y0 + r.y)}px`;
+  }
+
+  // ---- drawing --------------------------------------------------------------------------------
+  const dirty = new Set<Part>();
+  let scheduled = false;
+  let frame: number | null = null;
+  let timer: ReturnType<typeof setTimeout> | null = null;
+
+  function invalidate(...parts: Part[]): void {
+    parts.forEach((p) => dirty.add(p));
+    if (scheduled || disposed) return;
+    scheduled = true;
+    if (win && typeof win.requestAnimationFrame === "function") frame = win.requestAnimationFrame(flush);
+    else timer = setTimeout(flush, 16);
+  }
+
+  function width(): number {
+    return mapsEl.clientWidth || root.clientWidth || el.clientWidth || 0;
+  }
+
+  function isActive(t: HTMLElement): boolean {
+    return (t.getRootNode() as Document | ShadowRoot).activeElement === t;
+  }
+
+  function renderInputs(): void {
+    const set = (t: HTMLTextAreaElement | HTMLInputElement, name: string) => {
+      const v = String(model.get(name) ?? "");
+      if (t.value !== v && !isActive(t)) t.value = v;
+    };
+    set(cleanIn, "clean_prompt");
+    set(corrIn, "corrupted_prompt");
+    set(answerIn, "answer");
+    set(wrongIn, "wrong");
+    const selectValue = (s: HTMLSelectElement, v: string, opts: Array<[string, string]>) => {
+      if (v && !opts.some(([o]) => o === v) && ![...s.options].some((o) => o.value === v)) s.appendChild(h("option", { text: v, attrs: { value: v } }));
+      if (v) s.value = v;
+    };
+    selectValue(direction, String(model.get("direction") ?? "denoise"), DIRECTIONS);
+    selectValue(metric, String(model.get("metric") ?? "logit_diff"), METRICS);
+  }
+
+  function renderSitesMenu(): void {
+    const shown = sites();
+    const all = [...available()];
+    for (const s of shown) if (!all.includes(s)) all.push(s);
+    sitesList.replaceChildren(
+      ...all.map((s) => {
+        const box = h("input", { testid: `lw-site-${s}`, attrs: { type: "checkbox", value: s } });
+        box.checked = shown.includes(s);
+        const lab = h("label", { class: "lw-pt-site-option" }, [box, h("span", { text: s })]);
+        lab.dataset.site = s;
+        return lab;
+      }),
+    );
+    sitesSummary.textContent = `sites (${shown.length}) ▾`;
+    sitesSummary.title = shown.join(", ");
+  }
+
+  function renderTokens(): void {
+    const a = cleanTokens();
+    const b = corruptedTokens();
+    cleanStrip.setTokens(a);
+    corrStrip.setTokens(b);
+    const [ma, mb] = diffMasks(a, b);
+    markDiff(cleanStrip, ma);
+    markDiff(corrStrip, mb);
+    const n = ma.filter(Boolean).length;
+    diffCount.textContent = a.length || b.length ? `${n} position${n === 1 ? "" : "s"} differ${n === 1 ? "s" : ""}` : "";
+    diffCount.dataset.value = String(n);
+  }
+
+  function renderSummary(): void {
+    const cv = numberOr(model.get("clean_value"));
+    const xv = numberOr(model.get("corrupted_value"));
+    const set = (span: HTMLElement, v: number) => {
+      span.textContent = fmt3(v);
+      span.dataset.value = String(v);
+    };
+    set(cleanValue, cv);
+    set(corruptedValue, xv);
+    const ans = String(model.get("answer") ?? "");
+    const wrong = String(model.get("wrong") ?? "");
+    const m = String(model.get("metric") ?? "logit_diff");
+    const diff = `logit(“${displayToken(ans)}”) − logit(“${displayToken(wrong)}”)`;
+    metricName.textContent = m === "normalized" ? `normalized ${diff}: 0 = corrupted run, 1 = clean run` : `logit diff = ${diff}`;
+    metricName.dataset.metric = m;
+  }
+
+  function cardFor(site: string): SiteCard {
+    let card = cards.get(site);
+    if (card) return card;
+    card = new SiteCard({
+      site,
+      onCellClick: clickCell,
+      onHover: (c, cell) => showTooltip(c, cell),
+      onPosHover: markPos,
+      onChange: () => {
+        modes.set(site, card!.getMode());
+        tooltip.hidden = true;
+        invalidate("layout");
+      },
+    });
+    const m = modes.get(site);
+    if (m) card.setMode(m);
+    cards.set(site, card);
+    return card;
+  }
+
+  function renderMaps(d: Set<Part>): void {
+    if (d.has("maps")) {
+      const ex = exactCache.update(model.get("exact"));
+      const at = attrCache.update(model.get("attribution"));
+      exact = ex.entries;
+      exactErrors = ex.errors;
+      attribution = at.entries;
+      attrErrors = at.errors;
+    }
+    const list = sites();
+    for (const [s, card] of cards) {
+      if (!list.includes(s)) {
+        card.destroy();
+        cards.delete(s);
+      }
+    }
+    const els = list.map((s) => cardFor(s).el);
+    if (els.length !== mapsList.children.length || els.some((e, i) => mapsList.children[i] !== e)) mapsList.replaceChildren(...els);
+    const ct = cleanTokens();
+    const xt = corruptedTokens();
+    const [diff] = diffMasks(ct, xt);
+    const label = metricLabel(String(model.get("metric") ?? "logit_diff"));
+    const sel = selection();
+    const wd = width();
+    const palette = w.palette();
+    for (const s of list) {
+      const card = cards.get(s)!;
+      card.setPalette(palette);
+      const errs = [exactErrors.get(s), attrErrors.get(s)].filter(Boolean).map((e, i) => `${i === 0 && exactErrors.has(s) ? "exact" : "attribution"}: ${e}`);
+      card.setData({
+        exact: exact.get(s) ?? null,
+        attribution: attribution.get(s) ?? null,
+        error: errs.length ? `Could not decode this site's values (${errs.join("; ")}).` : "",
+        cleanTokens: ct,
+        corruptedTokens: xt,
+        diff,
+        metricLabel: label,
+      });
+      card.setWidth(wd);
+      card.setSelected(sel && sel.site === s ? sel.index : null);
+      card.setColumnMark(posMark);
+      card.draw();
+    }
+    cleanStrip.setMarks(posMark);
+    corrStrip.setMarks(posMark);
+    mapsEmpty.hidden = list.length > 0;
+    mapsEmpty.textContent = available().length ? "Choose sites to patch (sites ▾)." : "Apply a clean and a corrupted prompt to start.";
+    redraws++;
+    mapsEl.dataset.redraws = String(redraws);
+  }
+
+  function renderSweep(): void {
+    const state = String(model.get("sweep_state") ?? "idle");
+    const own = w.client.pending().some((o) => o.kind === "sweep");
+    const sweeping = state === "running" || own;
+    if (!sweeping) cancellingSweep = false;
+    sweepBtn.disabled = sweeping || sites().length === 0;
+    sweepBtn.textContent = sweeping ? "Sweeping…" : "Run exact sweep";
+    const counts = sweepCounts(exact, sites(), attribution);
+    // `sweep_state` is authoritative; entries flagged partial only count when it says nothing.
+    const partial = state === "partial" || (!sweeping && state !== "done" && counts.partial);
+    partialBadge.hidden = !partial;
+    partialBadge.textContent = partial ? `partial (cancelled): ${counts.done} of ${counts.total} cells` : "";
+    partialBadge.dataset.done = String(counts.done);
+    partialBadge.dataset.total = String(counts.total);
+    // A sweep this view did not request: progress and Cancel from the trait (our own requests get
+    // the shared busy bar, fed by progress messages).
+    const sp = model.get("sweep_progress") as { site?: unknown; done?: unknown; total?: unknown; site_index?: unknown; n_sites?: unknown } | null;
+    const spDone = numberOr(sp?.done, 0);
+    const spTotal = numberOr(sp?.total, 0);
+    const showForeign = state === "running" && !own;
+    sweepProgress.hidden = !showForeign;
+    if (showForeign) {
+      const pct = spTotal > 0 ? Math.max(0, Math.min(100, (100 * spDone) / spTotal)) : 0;
+      sweepBar.style.width = `${pct.toFixed(1)}%`;
+      sweepProgressBar.setAttribute("aria-valuenow", pct.toFixed(0));
+      const si = numberOr(sp?.site_index, NaN);
+      const ns = numberOr(sp?.n_sites, NaN);
+      const where = Number.isFinite(si) && Number.isFinite(ns) && ns > 1 ? ` (site ${si + 1} of ${ns})` : "";
+      sweepProgressText.textContent = spTotal > 0 ? `${typeof sp?.site === "string" ? `${sp.site} ` : ""}${spDone}/${spTotal}${where}` : "starting…";
+      cancelSweepBtn.disabled = cancellingSweep;
+      cancelSweepBtn.textContent = cancellingSweep ? "Cancelling…" : "Cancel";
+    }
+    sweepState.dataset.state = state;
+    sweepState.textContent = sweeping ? `exact sweep running: ${counts.done} of ${counts.total} cells` : state === "done" ? "exact sweep done" : "";
+  }
+
+  function renderCell(): void {
+    const ctx: CellContext = {
+      direction: String(model.get("direction") ?? "denoise"),
+      cleanValue: numberOr(model.get("clean_value")),
+      corruptedValue: numberOr(model.get("corrupted_value")),
+      cleanTokens: cleanTokens(),
+      corruptedTokens: corruptedTokens(),
+      palette: w.palette(),
+    };
+    cellPanel.render(model.get("cell_result"), ctx);
+  }
+
+  function flush(): void {
+    scheduled = false;
+    frame = null;
+    timer = null;
+    if (disposed) return;
+    const d = new Set(dirty);
+    dirty.clear();
+    if (d.has("inputs")) renderInputs();
+    if (d.has("sitesMenu")) renderSitesMenu();
+    if (d.has("tokens")) renderTokens();
+    if (d.has("summary")) renderSummary();
+    if (["maps", "layout", "select", "theme", "tokens"].some((p) => d.has(p as Part))) renderMaps(d);
+    if (d.has("maps") || d.has("sweep")) renderSweep();
+    if (d.has("cell") || d.has("theme")) renderCell();
+  }
+
+  // ---- traits -----------------------------------------------------------------------------------
+  const on = (names: string[], ...parts: Part[]) => names.forEach((n) => w.onModel(`change:${n}`, () => invalidate(...parts)));
+  on(["clean_prompt", "corrupted_prompt", "answer", "wrong", "direction", "metric"], "inputs");
+  on(["answer", "wrong", "metric", "clean_value", "corrupted_value"], "summary");
+  on(["clean_tokens", "corrupted_tokens"], "tokens", "cell");
+  on(["sites", "available_sites"], "sitesMenu", "maps", "sweep");
+  on(["exact", "attribution"], "maps");
+  on(["sweep_state", "sweep_progress"], "sweep");
+  on(["cell_result", "direction"], "cell");
+  w.onModel("change:selected", () => {
+    localSel = null;
+    invalidate("select");
+  });
+  w.onModel("change:clean_tokens", () => showRejected(null));
+  w.onModel("change:error", () => {
+    const e = model.get("error") as { details?: unknown } | null;
+    if (e && typeof e === "object" && e.details) showRejected(e.details);
+  });
+  w.onTheme(() => invalidate("theme"));
+
+  // ---- export -----------------------------------------------------------------------------------
+  function svg(): string {
+    const p = w.palette();
+    const shown = sites()
+      .map((s) => cards.get(s))
+      .filter((c): c is SiteCard => !!c && c.hasValues());
+    const dir = String(model.get("direction") ?? "denoise");
+    const header = [
+      `Activation patching (${dir}) — ${metricLabel(String(model.get("metric") ?? "logit_diff"))}`,
+      `clean: ${JSON.stringify(String(model.get("clean_prompt") ?? ""))} → ${fmt3(numberOr(model.get("clean_value")))}`,
+      `corrupted: ${JSON.stringify(String(model.get("corrupted_prompt") ?? ""))} → ${fmt3(numberOr(model.get("corrupted_value")))}`,
+      `answer ${JSON.stringify(String(model.get("answer") ?? ""))} vs wrong ${JSON.stringify(String(model.get("wrong") ?? ""))}`,
+    ];
+    return heatmapsSVG(
+      shown.map((c) => c.exportSpec()),
+      header,
+      { bg: p.bg, fg: p.fg, muted: p.muted, border: p.border, accent: p.accent },
+    );
+  }
+  w.setExports(() => {
+    const items: ExportItem[] = [];
+    if ([...cards.values()].some((c) => c.hasValues())) {
+      items.push(
+        { id: "png", label: "Heatmaps (PNG)", filename: "patching.png", make: () => svgToPNG(svg(), 2, 10_000, doc) },
+        { id: "svg", label: "Heatmaps (SVG)", filename: "patching.svg", make: () => svgBlob(svg()) },
+      );
+    }
+    return items;
+  });
+
+  // Relayout when the maps' width changes.
+  let lastWidth = width();
+  const RO = (win as (Window & typeof globalThis) | null)?.ResizeObserver;
+  if (RO) {
+    const ro = new RO(() => {
+      const wd = width();
+      if (Math.abs(wd - lastWidth) >= 8) {
+        lastWidth = wd;
+        invalidate("layout");
+      }
+    });
+    ro.observe(mapsEl);
+    w.addCleanup(() => ro.disconnect());
+  }
+
+  // First paint, synchronously.
+  ALL_PARTS.forEach((p) => dirty.add(p));
+  flush();
+
+  return () => {
+    disposed = true;
+    if (frame !== null) win?.cancelAnimationFrame?.(frame);
+    if (timer !== null) clearTimeout(timer);
+    cards.forEach((c) => c.destroy());
+    cards.clear();
+    cellPanel.destroy();
+    for (const s of [cleanStrip, corrStrip, rejClean, rejCorr]) s.destroy();
+    w.dispose();
+  };
+}
+
+export default { render };
+
+/** For tests: the model API this view uses. */
+export type { AnyModel };

@@ -1,0 +1,747 @@
+// One site's card in the PatchingHeatmap view: a title with the hook name and what the values
+// are (exact / attribution), selectors for the axes that are not shown (e.g. the head of a
+// [layer, pos, head] site), the heatmap (layers as rows; positions with token labels, or heads,
+// as columns) drawn with a diverging scale centred on 0, a legend, and the attribution-vs-exact
+// agreement once both exist.
+//
+// Cells: exact values solid; attribution estimates inside a map that also has exact values are
+// hatched; cells with no value (NaN: not computed yet) are empty, with a thin outline.
+
+import type { ColorScale } from "../lib/colors";
+import { contrastText, diverging, gradientCss, maxAbs } from "../lib/colors";
+import { fmt3 } from "../lib/format";
+import type { Cell, GridLayout } from "../lib/heatmap";
+import { Heatmap, cellRect, devicePixelRatioOf, get2d, snap } from "../lib/heatmap";
+import type { Palette } from "../lib/theme";
+import { TokenStrip, displayToken } from "../lib/tokens";
+import { h } from "../lib/widget";
+import type { Agreement, Axes, Combined, SiteEntry, ViewMode } from "./data";
+import {
+  agreement,
+  argmaxAbs,
+  axisLabels,
+  cellHook,
+  cellIndex,
+  chooseAxes,
+  combine,
+  componentLabel,
+  extractSlice,
+  flatIndex,
+  gridSize,
+  isPosDim,
+  maxAbsAlong,
+} from "./data";
+
+export const GAP = 1;
+export const ROW_LABEL_W = 48;
+
+/** Cell size in CSS px for a rows x cols map in `width` CSS px (0 = unknown). */
+export function cellSize(rows: number, cols: number, width: number): { w: number; h: number } {
+  const avail = width > 0 ? width - ROW_LABEL_W - 24 : 640;
+  const w = Math.max(6, Math.min(48, Math.floor(avail / Math.max(1, cols)) - GAP));
+  const h = rows <= 4 ? 30 : rows <= 8 ? 24 : rows <= 16 ? 18 : rows <= 32 ? 14 : 10;
+  return { w, h };
+}
+
+export interface CardData {
+  exact: SiteEntry | null;
+  attribution: SiteEntry | null;
+  /** Decode errors of this site's entries, if any. */
+  error: string;
+  cleanTokens: string[];
+  corruptedTokens: string[];
+  /** Positions where the clean and corrupted tokens differ. */
+  diff: boolean[];
+  /** Legend text, e.g. "logit diff (answer − wrong)". */
+  metricLabel: string;
+}
+
+export interface InfoRow {
+  name: string;
+  text: string;
+  value?: number;
+  testid?: string;
+}
+
+export interface CellInfo {
+  site: string;
+  index: number[];
+  title: string;
+  hook: string;
+  exact: number;
+  attribution: number;
+  rows: InfoRow[];
+}
+
+export interface ExportSpec {
+  site: string;
+  title: string;
+  subtitle: string;
+  rows: number;
+  cols: number;
+  rowLabels: string[];
+  colLabels: string[];
+  colMarks: boolean[];
+  values: Float32Array;
+  approx: Float32Array | null;
+  scale: ColorScale;
+  legend: string;
+  agreement: string;
+  selected: Cell | null;
+}
+
+export interface SiteCardOptions {
+  site: string;
+  onCellClick: (site: string, index: number[]) => void;
+  onHover: (card: SiteCard, cell: Cell | null) => void;
+  /** A position label was hovered (null: left), for marking that position everywhere. */
+  onPosHover?: (pos: number | null) => void;
+  /** The view mode or a slice changed: the view should redraw this card. */
+  onChange: () => void;
+}
+
+const MODE_LABELS: Array<[ViewMode, string]> = [
+  ["mixed", "exact, else attribution"],
+  ["exact", "exact only"],
+  ["attribution", "attribution only"],
+];
+
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((s, i) => s === b[i]);
+}
+
+export class SiteCard {
+  readonly site: string;
+  readonly el: HTMLElement;
+  readonly heatmap: Heatmap;
+  readonly rowStrip: TokenStrip;
+  readonly colStrip: TokenStrip;
+  private readonly hookEl: HTMLElement;
+  private readonly badge: HTMLElement;
+  private readonly modeSelect: HTMLSelectElement;
+  private readonly modeField: HTMLElement;
+  private readonly slicesBox: HTMLElement;
+  private readonly agreementEl: HTMLElement;
+  private readonly legendEl: HTMLElement;
+  private readonly emptyEl: HTMLElement;
+  private readonly gridEl: HTMLElement;
+  private readonly errorEl: HTMLElement;
+
+  private data: CardData = { exact: null, attribution: null, error: "", cleanTokens: [], corruptedTokens: [], diff: [], metricLabel: "" };
+  private mode: ViewMode = "mixed";
+  private dims: string[] = [];
+  private shape: number[] = [];
+  private axes: Axes = { row: -1, col: -1, extra: [] };
+  private fixed: number[] = [];
+  private fixedKey = "";
+  private combined: Combined = { values: new Float32Array(0), approx: null, source: "none", exactCells: 0, approxCells: 0 };
+  private agree: Agreement | null = null;
+  private slice: Float32Array = new Float32Array(0);
+  private approxSlice: Float32Array | null = null;
+  private rows = 0;
+  private cols = 0;
+  private scale: ColorScale = diverging("light");
+  private palette: Palette | null = null;
+  private cellW = 16;
+  private cellH = 16;
+  private rowLabels: string[] = [];
+  private colLabels: string[] = [];
+  private selected: number[] | null = null;
+  private selectedKey = "";
+  private hover: Cell | null = null;
+  private colMark: number | null = null;
+  private sliceSelects = new Map<number, HTMLSelectElement>();
+  private readonly offs: Array<() => void> = [];
+  /** Number of draws (tests check that streaming updates are coalesced). */
+  draws = 0;
+
+  constructor(private readonly opts: SiteCardOptions) {
+    const site = opts.site;
+    this.site = site;
+    this.heatmap = new Heatmap({
+      testid: `lw-heatmap-${site}`,
+      ariaLabel: `Activation patching, site ${site}: layers as rows`,
+      gap: GAP,
+      margin: 2,
+      onHover: (cell) => this.setHover(cell),
+      onClick: (cell) => this.click(cell),
+    });
+    const canvas = this.heatmap.canvas;
+    canvas.classList.add("lw-pt-canvas");
+    canvas.tabIndex = 0;
+    canvas.dataset.site = site;
+    this.rowStrip = new TokenStrip({ layout: "axis-left", testid: `lw-rows-${site}`, itemTestid: "lw-row-label" });
+    this.colStrip = new TokenStrip({
+      layout: "axis-top",
+      testid: `lw-cols-${site}`,
+      itemTestid: "lw-col-label",
+      onHover: (i) => {
+        if (this.axes.col >= 0 && isPosDim(this.dims[this.axes.col])) this.opts.onPosHover?.(i);
+      },
+    });
+
+    this.hookEl = h("code", { class: "lw-hook", testid: `lw-hook-${site}` });
+    this.badge = h("span", { class: "lw-pt-badge", testid: `lw-source-${site}` });
+    this.modeSelect = h("select", { class: "lw-select", testid: `lw-view-${site}`, attrs: { "aria-label": `Values shown for ${site}` } });
+    for (const [v, label] of MODE_LABELS) this.modeSelect.appendChild(h("option", { text: label, attrs: { value: v } }));
+    this.modeField = h("label", { class: "lw-field" }, [h("span", { text: "show" }), this.modeSelect]);
+    this.slicesBox = h("span", { class: "lw-pt-slices" });
+    this.agreementEl = h("div", { class: "lw-pt-agreement", testid: `lw-agreement-${site}` });
+    this.legendEl = h("div", { class: "lw-legend lw-pt-legend", testid: `lw-legend-${site}` });
+    this.emptyEl = h("div", { class: "lw-empty", testid: `lw-empty-${site}`, text: "No values for this site yet." });
+    this.errorEl = h("div", { class: "lw-pt-card-error", testid: `lw-site-error-${site}` });
+    this.errorEl.hidden = true;
+    const corner = h("div", { class: "lw-pt-corner" });
+    this.gridEl = h("div", { class: "lw-pt-grid" }, [corner, this.colStrip.el, this.rowStrip.el, canvas]);
+    this.el = h("section", { class: "lw-pt-card", testid: `lw-card-${site}` }, [
+      h("div", { class: "lw-pt-card-head" }, [
+        h("h3", { class: "lw-pt-site", text: site }),
+        this.hookEl,
+        this.badge,
+        h("span", { class: "lw-spacer" }),
+        this.slicesBox,
+        this.modeField,
+      ]),
+      this.errorEl,
+      this.emptyEl,
+      h("div", { class: "lw-pt-scroll" }, [this.gridEl]),
+      h("div", { class: "lw-pt-card-foot" }, [this.legendEl, this.agreementEl]),
+    ]);
+    this.el.dataset.site = site;
+
+    const on = <K extends keyof HTMLElementEventMap>(t: HTMLElement, type: K, fn: (ev: HTMLElementEventMap[K]) => void) => {
+      t.addEventListener(type, fn as EventListener);
+      this.offs.push(() => t.removeEventListener(type, fn as EventListener));
+    };
+    on(this.modeSelect, "change", () => {
+      this.mode = this.modeSelect.value as ViewMode;
+      this.recompute();
+      this.opts.onChange();
+    });
+    on(canvas, "keydown", (ev) => this.onKey(ev));
+    on(canvas, "blur", () => {
+      if (this.hover) this.setHover(null);
+    });
+  }
+
+  // ---- data --------------------------------------------------------------------------------
+
+  /** New entries / tokens. Recomputes what depends on them. */
+  setData(d: CardData): void {
+    const old = this.data;
+    this.data = d;
+    const entriesChanged = old.exact !== d.exact || old.attribution !== d.attribution;
+    const tokensChanged = !sameStrings(old.cleanTokens, d.cleanTokens) || !sameStrings(old.diff.map(String), d.diff.map(String));
+    if (entriesChanged) this.recompute();
+    else if (tokensChanged) this.updateLabels();
+    this.errorEl.textContent = d.error;
+    this.errorEl.hidden = !d.error;
+    if (old.metricLabel !== d.metricLabel) this.renderLegend();
+  }
+
+  getMode(): ViewMode {
+    return this.mode;
+  }
+
+  setMode(m: ViewMode): void {
+    this.mode = m;
+    this.modeSelect.value = m;
+    this.recompute();
+  }
+
+  /** The entry that defines the geometry: exact, else attribution. */
+  private primary(): SiteEntry | null {
+    return this.data.exact ?? this.data.attribution;
+  }
+
+  private recompute(): void {
+    const p = this.primary();
+    const dims = p ? p.dims : [];
+    const shape = p ? p.shape : [];
+    const geometryChanged = !sameStrings(dims, this.dims) || !sameStrings(shape.map(String), this.shape.map(String));
+    this.dims = [...dims];
+    this.shape = [...shape];
+    if (geometryChanged) {
+      this.axes = chooseAxes(this.dims);
+      this.fixed = this.shape.map(() => 0);
+      this.fixedKey = "";
+      this.selectedKey = "";
+      this.hover = null;
+    }
+    const { exact, attribution } = this.data;
+    const both = !!exact && !!attribution;
+    this.modeField.hidden = !both;
+    if (!both && this.mode !== "mixed") this.mode = "mixed";
+    this.modeSelect.value = this.mode;
+    this.combined = combine(exact, attribution, this.mode);
+    this.agree = both && exact!.data.length === attribution!.data.length ? agreement(exact!.data, attribution!.data) : null;
+    this.scale = diverging(this.palette?.theme ?? "light", maxAbs(this.combined.values) || 1);
+    // First data for this geometry: show the slice with the largest effect.
+    if (!this.fixedKey && this.axes.extra.length && this.combined.values.length) {
+      const best = argmaxAbs(this.combined.values, this.shape);
+      for (const i of this.axes.extra) this.fixed[i] = best[i];
+      this.fixedKey = "auto";
+    }
+    const g = gridSize(this.shape, this.axes);
+    this.rows = p ? g.rows : 0;
+    this.cols = p ? g.cols : 0;
+    this.renderSlices();
+    this.updateSlice();
+    this.updateLabels();
+    this.renderBadge();
+    this.renderAgreement();
+    this.renderLegend();
+    const empty = !p || this.rows * this.cols === 0;
+    this.emptyEl.hidden = !empty;
+    this.gridEl.hidden = empty;
+  }
+
+  private updateSlice(): void {
+    const c = this.combined;
+    this.slice = c.values.length ? extractSlice(c.values, this.shape, this.axes, this.fixed) : new Float32Array(this.rows * this.cols).fill(NaN);
+    this.approxSlice = c.approx ? extractSlice(c.approx, this.shape, this.axes, this.fixed) : null;
+    const canvas = this.heatmap.canvas;
+    const d = canvas.dataset;
+    d.dims = this.dims.join(",");
+    d.rowDim = this.axes.row >= 0 ? this.dims[this.axes.row] : "";
+    d.colDim = this.axes.col >= 0 ? this.dims[this.axes.col] : "";
+    const slice: Record<string, number> = {};
+    for (const i of this.axes.extra) slice[this.dims[i]] = this.fixed[i];
+    d.slice = JSON.stringify(slice);
+    d.source = c.source;
+    d.maxAbs = String(this.scale.domain[1]);
+  }
+
+  private updateLabels(): void {
+    const { rows, cols, axes, dims } = this;
+    const p = this.primary();
+    const rl = axes.row >= 0 ? axisLabels(dims[axes.row], rows, p, this.data.cleanTokens) : rows ? [""] : [];
+    const cl = axes.col >= 0 ? axisLabels(dims[axes.col], cols, p, this.data.cleanTokens) : cols ? [""] : [];
+    if (!sameStrings(rl, this.rowLabels)) {
+      this.rowLabels = rl;
+      this.rowStrip.setTokens(rl);
+    }
+    if (!sameStrings(cl, this.colLabels)) {
+      this.colLabels = cl;
+      this.colStrip.setTokens(cl);
+    }
+    const pos = this.colIsPos();
+    for (let j = 0; j < cols; j++) {
+      const item = this.colStrip.item(j);
+      if (!item) continue;
+      const diff = pos && !!this.data.diff[j];
+      item.classList.toggle("lw-pt-diff", diff);
+      if (diff) item.dataset.diff = "true";
+      else delete item.dataset.diff;
+    }
+  }
+
+  private colIsPos(): boolean {
+    return this.axes.col >= 0 && isPosDim(this.dims[this.axes.col]);
+  }
+
+  private renderSlices(): void {
+    const { axes, dims, shape } = this;
+    const keep = new Set(axes.extra);
+    for (const [i, s] of this.sliceSelects) {
+      if (!keep.has(i) || s.options.length !== shape[i]) {
+        s.parentElement?.remove();
+        this.sliceSelects.delete(i);
+      }
+    }
+    const p = this.primary();
+    for (const i of axes.extra) {
+      const dim = dims[i];
+      let sel = this.sliceSelects.get(i);
+      const labels = axisLabels(dim, shape[i], p, this.data.cleanTokens).map((s) => displayToken(s));
+      const peaks = this.combined.values.length ? maxAbsAlong(this.combined.values, shape, i) : null;
+      if (!sel) {
+        sel = h("select", { class: "lw-select", testid: `lw-slice-${this.site}-${dim}`, attrs: { "aria-label": `${dim} shown` } });
+        const s = sel;
+        for (let k = 0; k < shape[i]; k++) s.appendChild(h("option", { attrs: { value: String(k) } }));
+        s.addEventListener("change", () => {
+          this.fixed[i] = Number(s.value);
+          this.fixedKey = "user";
+          this.hover = null;
+          this.updateSlice();
+          this.opts.onChange();
+        });
+        this.slicesBox.appendChild(h("label", { class: "lw-field" }, [h("span", { text: dim }), s]));
+        this.sliceSelects.set(i, s);
+      }
+      for (let k = 0; k < shape[i]; k++) {
+        const peak = peaks ? peaks[k] : NaN;
+        const text = Number.isFinite(peak) ? `${labels[k]}  (max |v| ${peak.toFixed(2)})` : labels[k];
+        const opt = sel.options[k];
+        if (opt.textContent !== text) opt.textContent = text;
+      }
+      sel.value = String(this.fixed[i] ?? 0);
+    }
+    this.slicesBox.hidden = axes.extra.length === 0;
+  }
+
+  private renderBadge(): void {
+    const c = this.combined;
+    const ex = this.data.exact;
+    let text: string;
+    switch (c.source) {
+      case "exact":
+        text = ex && c.exactCells < ex.data.length ? `exact · ${c.exactCells} of ${ex.data.length} cells` : "exact";
+        if (ex?.partial) text += " · partial";
+        break;
+      case "mixed":
+        text = `exact ${c.exactCells} of ${ex?.data.length ?? 0} cells · rest attribution (hatched)`;
+        break;
+      case "attribution":
+        text = "attribution (approximate)";
+        break;
+      default:
+        text = "no values";
+    }
+    this.badge.textContent = text;
+    this.badge.dataset.source = c.source;
+    this.badge.className = `lw-pt-badge lw-pt-badge-${c.source}`;
+    this.hookEl.textContent = this.primary()?.hook ?? "";
+  }
+
+  private renderAgreement(): void {
+    const a = this.agree;
+    const el = this.agreementEl;
+    if (!a) {
+      el.hidden = true;
+      el.replaceChildren();
+      for (const k of ["r", "maxDiff", "meanDiff", "n"]) delete el.dataset[k];
+      return;
+    }
+    el.hidden = false;
+    el.dataset.r = String(a.r);
+    el.dataset.maxDiff = String(a.maxAbsDiff);
+    el.dataset.meanDiff = String(a.meanAbsDiff);
+    el.dataset.n = String(a.n);
+    if (a.n === 0) {
+      el.replaceChildren(h("span", { text: "attribution vs exact: no exact cells yet" }));
+      return;
+    }
+    const stat = (label: string, testid: string, v: number) => {
+      const s = h("span", { class: "lw-pt-stat" }, [h("span", { text: label }), h("span", { class: "lw-num", testid, text: fmt3(v) })]);
+      s.dataset.value = String(v);
+      return s;
+    };
+    el.replaceChildren(
+      h("span", { class: "lw-pt-agree-lead", text: "attribution vs exact:" }),
+      stat("r = ", `lw-agreement-r-${this.site}`, a.r),
+      stat("max |Δ| = ", `lw-agreement-max-${this.site}`, a.maxAbsDiff),
+      stat("mean |Δ| = ", `lw-agreement-mean-${this.site}`, a.meanAbsDiff),
+      h("span", { class: "lw-pt-muted", text: `over ${a.n} cells` }),
+    );
+  }
+
+  private renderLegend(): void {
+    const sc = this.scale;
+    const m = sc.domain[1];
+    const bar = h("span", { class: "lw-legend-bar" });
+    bar.style.background = gradientCss(sc);
+    const swatch = (cls: string, text: string) => h("span", { class: "lw-pt-key" }, [h("span", { class: `lw-pt-swatch ${cls}` }), h("span", { text })]);
+    const keys: HTMLElement[] = [];
+    if (this.combined.approx) keys.push(swatch("lw-pt-swatch-approx", "attribution (approx.)"));
+    if (this.hasNaN()) keys.push(swatch("lw-pt-swatch-nan", "not computed"));
+    this.legendEl.replaceChildren(
+      h("span", { class: "lw-legend-value", text: (-m).toFixed(2) }),
+      bar,
+      h("span", { class: "lw-legend-value", text: `+${m.toFixed(2)}` }),
+      h("span", { class: "lw-legend-label", text: this.data.metricLabel }),
+      ...keys,
+    );
+    this.legendEl.dataset.min = String(-m);
+    this.legendEl.dataset.max = String(m);
+    this.legendEl.hidden = this.combined.source === "none";
+  }
+
+  private hasNaN(): boolean {
+    const v = this.combined.values;
+    for (let i = 0; i < v.length; i++) if (v[i] !== v[i]) return true;
+    return false;
+  }
+
+  // ---- view state ----------------------------------------------------------------------------
+
+  setPalette(p: Palette): void {
+    const themeChanged = this.palette?.theme !== p.theme;
+    this.palette = p;
+    this.heatmap.setColors({ bg: p.bg, accent: p.accent, fg: p.fg });
+    if (themeChanged) {
+      this.scale = diverging(p.theme, this.scale.domain[1]);
+      this.renderLegend();
+    }
+  }
+
+  /** Size the cells for about `width` CSS px. */
+  setWidth(width: number): void {
+    const { w, h: ch } = cellSize(this.rows, this.cols, width);
+    this.cellW = w;
+    this.cellH = ch;
+  }
+
+  /** The selected cell (full index in dims order), or null. Shows its slice when it is new. */
+  setSelected(index: number[] | null): void {
+    const ok = !!index && index.length === this.shape.length && index.every((v, i) => Number.isInteger(v) && v >= 0 && v < this.shape[i]);
+    this.selected = ok ? [...index!] : null;
+    const key = ok ? index!.join(",") : "";
+    if (key !== this.selectedKey) {
+      this.selectedKey = key;
+      if (ok && this.axes.extra.some((i) => this.fixed[i] !== index![i])) {
+        for (const i of this.axes.extra) this.fixed[i] = index![i];
+        this.fixedKey = "user";
+        for (const [i, s] of this.sliceSelects) s.value = String(this.fixed[i]);
+        this.updateSlice();
+      }
+    }
+  }
+
+  /** Mark a token position (column band) when columns are positions; null clears. */
+  setColumnMark(pos: number | null): void {
+    this.colMark = this.colIsPos() && pos !== null && pos < this.cols ? pos : null;
+    this.colStrip.setMarks(this.colMark);
+  }
+
+  private selectedCell(): Cell | null {
+    const s = this.selected;
+    if (!s || this.axes.extra.some((i) => s[i] !== this.fixed[i])) return null;
+    return { row: this.axes.row >= 0 ? s[this.axes.row] : 0, col: this.axes.col >= 0 ? s[this.axes.col] : 0 };
+  }
+
+  private setHover(cell: Cell | null): void {
+    this.hover = cell;
+    this.draw();
+    this.opts.onHover(this, cell);
+  }
+
+  private click(cell: Cell): void {
+    if (!this.primary()) return;
+    this.opts.onCellClick(this.site, this.indexOf(cell));
+  }
+
+  /** Full index (dims order) of heatmap cell (row, col) in the slice shown. */
+  indexOf(cell: Cell): number[] {
+    return cellIndex(this.shape, this.axes, this.fixed, cell.row, cell.col);
+  }
+
+  private onKey(ev: KeyboardEvent): void {
+    const moves: Record<string, [number, number]> = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+    const m = moves[ev.key];
+    if (m && this.rows && this.cols) {
+      ev.preventDefault();
+      const cur = this.hover ?? this.selectedCell() ?? { row: 0, col: 0 };
+      const row = Math.max(0, Math.min(this.rows - 1, cur.row + (this.hover ? m[0] : 0)));
+      const col = Math.max(0, Math.min(this.cols - 1, cur.col + (this.hover ? m[1] : 0)));
+      this.setHover({ row, col });
+    } else if ((ev.key === "Enter" || ev.key === " ") && this.hover) {
+      ev.preventDefault();
+      this.click(this.hover);
+    } else if (ev.key === "Escape" && this.hover) {
+      this.setHover(null);
+    }
+  }
+
+  getHover(): Cell | null {
+    return this.hover;
+  }
+
+  get layout(): GridLayout {
+    return this.heatmap.layout;
+  }
+
+  // ---- drawing --------------------------------------------------------------------------------
+
+  draw(): void {
+    this.draws++;
+    const hm = this.heatmap;
+    hm.setCellSize(this.cellW, this.cellH, GAP);
+    hm.setData(this.slice, this.rows, this.cols);
+    hm.setScale(this.scale);
+    hm.setHighlight({ col: this.colMark, cell: this.selectedCell() });
+    hm.draw();
+    const l = hm.layout;
+    this.rowStrip.setSize(this.cellH + GAP, l.originY);
+    this.colStrip.setSize(this.cellW + GAP, l.originX);
+    const sel = this.selectedCell();
+    hm.canvas.dataset.selected = sel ? `${sel.row},${sel.col}` : "";
+    this.overlay();
+  }
+
+  /** NaN cells (empty), hatched attribution cells, value annotations and the hover ring. */
+  private overlay(): void {
+    const canvas = this.heatmap.canvas;
+    const ctx = get2d(canvas);
+    if (!ctx || !this.rows || !this.cols) return;
+    const l = this.heatmap.layout;
+    const dpr = devicePixelRatioOf(canvas);
+    const pal = this.palette;
+    const bg = pal?.bg ?? "#ffffff";
+    const border = pal?.border ?? "#d0d7de";
+    const { rows, cols, slice, approxSlice } = this;
+    const lw = Math.max(1, Math.round(dpr));
+
+    // Empty cells.
+    ctx.save();
+    ctx.strokeStyle = border;
+    ctx.lineWidth = lw;
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) {
+        if (slice[r * cols + c] === slice[r * cols + c]) continue;
+        const b = snap(cellRect(l, r, c), dpr);
+        ctx.fillStyle = bg;
+        ctx.fillRect(b.x, b.y, b.w, b.h);
+        if (b.w > 2 * lw && b.h > 2 * lw) ctx.strokeRect(b.x + lw / 2, b.y + lw / 2, b.w - lw, b.h - lw);
+      }
+    }
+    ctx.restore();
+
+    // Hatching over attribution estimates in a map that also has exact values.
+    if (approxSlice) {
+      ctx.save();
+      ctx.beginPath();
+      let any = false;
+      for (let r = 0; r < rows; r++) {
+        for (let c = 0; c < cols; c++) {
+          if (!approxSlice[r * cols + c]) continue;
+          const b = snap(cellRect(l, r, c), dpr);
+          ctx.rect(b.x, b.y, b.w, b.h);
+          any = true;
+        }
+      }
+      if (any) {
+        ctx.clip();
+        ctx.beginPath();
+        const W = canvas.width;
+        const H = canvas.height;
+        const step = Math.max(3, Math.round(4 * dpr));
+        for (let k = -H; k < W; k += step) {
+          ctx.moveTo(k, H);
+          ctx.lineTo(k + H, 0);
+        }
+        ctx.strokeStyle = bg;
+        ctx.globalAlpha = 0.6;
+        ctx.lineWidth = lw;
+        ctx.stroke();
+      }
+      ctx.restore();
+    }
+
+    // Values in the cells when they fit.
+    if (this.cellW >= 30 && this.cellH >= 14) {
+      ctx.save();
+      ctx.font = `${Math.round(Math.min(11, this.cellH * 0.6) * dpr)}px ${pal?.font ?? "sans-serif"}`;
+      ctx.textAlign = "center";
+      ctx.textBaseline = "middle";
+      for (let r = 0; r < rows; r++) {
+        for (let c = 0; c < cols; c++) {
+          const v = slice[r * cols + c];
+          if (!Number.isFinite(v)) continue;
+          const cr = cellRect(l, r, c);
+          ctx.fillStyle = contrastText(this.scale.rgb(v));
+          ctx.fillText(fmtCell(v), (cr.x + cr.w / 2) * dpr, (cr.y + cr.h / 2) * dpr);
+        }
+      }
+      ctx.restore();
+    }
+
+    // Hover ring.
+    const hv = this.hover;
+    if (hv && hv.row < rows && hv.col < cols) {
+      const b = snap(cellRect(l, hv.row, hv.col), dpr);
+      ctx.save();
+      ctx.strokeStyle = pal?.fg ?? "#1f2328";
+      ctx.lineWidth = lw;
+      ctx.strokeRect(b.x - lw / 2, b.y - lw / 2, b.w + lw, b.h + lw);
+      ctx.restore();
+    }
+  }
+
+  // ---- tooltip, export ------------------------------------------------------------------------
+
+  /** What the tooltip says about heatmap cell (row, col). */
+  info(cell: Cell): CellInfo {
+    const index = this.indexOf(cell);
+    const { dims } = this;
+    const p = this.primary();
+    const k = flatIndex(this.shape, index);
+    const exact = this.data.exact ? this.data.exact.data[k] : NaN;
+    const attribution = this.data.attribution && this.data.attribution.data.length > k ? this.data.attribution.data[k] : NaN;
+    const rows: InfoRow[] = [];
+    let posText = "";
+    dims.forEach((d, i) => {
+      const v = index[i];
+      if (isPosDim(d)) {
+        const clean = this.data.cleanTokens[v];
+        const corrupted = this.data.corruptedTokens[v];
+        let text = `${v}  “${displayToken(clean ?? `#${v}`)}”`;
+        if (corrupted !== undefined && corrupted !== clean) text += `  (corrupted “${displayToken(corrupted)}”)`;
+        rows.push({ name: d, text });
+        posText += ` @ ${d} ${v} “${displayToken(clean ?? `#${v}`)}”`;
+      } else {
+        const label = axisLabels(d, this.shape[i], p, this.data.cleanTokens)[v];
+        rows.push({ name: d, text: d === "layer" || d === "head" ? `${v}  (${label})` : label });
+      }
+    });
+    rows.push({ name: "exact", text: Number.isFinite(exact) ? fmt3(exact) : "not computed", value: exact, testid: "lw-tooltip-exact" });
+    rows.push({ name: "attribution", text: fmt3(attribution), value: attribution, testid: "lw-tooltip-attribution" });
+    const comp = componentLabel(dims, index, p);
+    return {
+      site: this.site,
+      index,
+      title: `${comp || this.site}${posText}`,
+      hook: cellHook(p?.hook ?? "", dims, index),
+      exact,
+      attribution,
+      rows,
+    };
+  }
+
+  /** Everything the SVG export draws for this card (the slice shown). */
+  exportSpec(): ExportSpec {
+    const sliceText = this.axes.extra.map((i) => `${this.dims[i]} ${axisLabels(this.dims[i], this.shape[i], this.primary(), this.data.cleanTokens)[this.fixed[i]]}`).join(", ");
+    const src = this.badge.textContent ?? "";
+    return {
+      site: this.site,
+      title: `${this.site}${sliceText ? ` — ${sliceText}` : ""}`,
+      subtitle: `${this.primary()?.hook ?? ""} · ${src}`,
+      rows: this.rows,
+      cols: this.cols,
+      rowLabels: this.rowLabels.map((s) => displayToken(s)),
+      colLabels: this.colLabels.map((s) => displayToken(s)),
+      colMarks: Array.from({ length: this.cols }, (_, j) => this.colIsPos() && !!this.data.diff[j]),
+      values: this.slice,
+      approx: this.approxSlice,
+      scale: this.scale,
+      legend: this.data.metricLabel,
+      agreement: agreementText(this.agree),
+      selected: this.selectedCell(),
+    };
+  }
+
+  hasValues(): boolean {
+    return this.combined.source !== "none";
+  }
+
+  destroy(): void {
+    this.offs.splice(0).forEach((f) => f());
+    this.heatmap.destroy();
+    this.rowStrip.destroy();
+    this.colStrip.destroy();
+    this.el.remove();
+  }
+}
+
+/** "attribution vs exact: r = 0.934, max |Δ| = 0.412, mean |Δ| = 0.101 over 330 cells", or "". */
+export function agreementText(a: Agreement | null): string {
+  if (!a) return "";
+  if (a.n === 0) return "attribution vs exact: no exact cells yet";
+  return `attribution vs exact: r = ${fmt3(a.r)}, max |Δ| = ${fmt3(a.maxAbsDiff)}, mean |Δ| = ${fmt3(a.meanAbsDiff)} over ${a.n} cells`;
+}
+
+/** A value short enough for a cell: 2 decimals, 1 from 10, none from 100. */
+export function fmtCell(v: number): string {
+  const a = Math.abs(v);
+  return a >= 100 ? v.toFixed(0) : a >= 10 ? v.toFixed(1) : v.toFixed(2);
+}

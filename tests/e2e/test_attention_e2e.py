@@ -1,0 +1,124 @@
+"""The quickstart in real JupyterLab + Chromium: click a head, ablate it, compare with Python."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def _click_cell(canvas, row: int, col: int) -> None:
+    d = canvas.evaluate("c => ({...c.dataset})")
+    cw = float(d.get("cellW") or d["cell"])
+    ch = float(d.get("cellH") or d["cell"])
+    gap = float(d.get("gap", 0))
+    x = float(d["originX"]) + col * (cw + gap) + cw / 2
+    y = float(d["originY"]) + row * (ch + gap) + ch / 2
+    canvas.click(position={"x": x, "y": y})
+
+
+def test_quickstart_click_head_ablate_numbers_match_python(lab):
+    page = lab.page
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    lab.open("quickstart.ipynb")
+    lab.run_all()
+
+    root = page.locator('[data-testid="lw-root"]').first
+    root.wait_for(state="visible")
+    grid = root.locator('[data-testid="lw-grid"]')
+    grid.wait_for(state="visible")
+    rows, cols = int(grid.get_attribute("data-rows")), int(grid.get_attribute("data-cols"))
+    n_layers, n_heads = lab.python_json("[grid.n_layers, grid.n_heads]")
+    assert (rows, cols) == (n_layers, n_heads)
+
+    # click head L1H0 in the grid: focus syncs back to Python
+    _click_cell(grid, 1, 0)
+    focus = root.locator('[data-testid="lw-focus"]')
+    focus.wait_for(state="visible")
+    assert focus.get_attribute("data-head") == "1,0"
+    deadline = time.time() + 10
+    while lab.python_json("grid.focus") != [1, 0]:
+        assert time.time() < deadline, "focus did not reach Python"
+        time.sleep(0.2)
+
+    # ablate it: the hooked rerun happens in the kernel, the result is drawn in place
+    t0 = time.perf_counter()
+    root.locator('[data-testid="lw-ablate"]').click()
+    page.wait_for_function(
+        """(el) => { const r = el.querySelector('[data-testid="lw-result"]');
+                     return r && r.querySelector('[data-testid="lw-delta"]') && r.textContent.includes('L1H0'); }""",
+        arg=root.element_handle(),
+    )
+    roundtrip_ms = (time.perf_counter() - t0) * 1000
+    print(f"toy ablate click -> redrawn: {roundtrip_ms:.0f} ms")
+
+    drawn = root.locator('[data-testid="lw-delta"]').evaluate_all(
+        "els => els.map(e => [Number(e.dataset.pos), Number(e.dataset.value), e.textContent.trim()])"
+    )
+    expected = lab.python_json("__import__('lenswidget').analysis.ablate_heads(lens.model, lens.tokenize(grid.prompt), [(1, 0)], mode='zero').to_json(lens.model)")
+    assert len(drawn) == len(expected["delta_logprob"])
+    for pos, value, text in drawn:
+        assert value == pytest.approx(expected["delta_logprob"][pos], abs=1e-6)
+        assert text.replace("−", "-").startswith(f"{expected['delta_logprob'][pos]:.3f}"[:5])
+    mean = float(root.locator('[data-testid="lw-mean-delta"]').get_attribute("data-value"))
+    assert mean == pytest.approx(expected["mean_delta"], abs=1e-6)
+    top_after = root.locator('[data-testid="lw-top-after"] [data-testid="lw-top-row"]').evaluate_all(
+        "els => els.map(e => [e.dataset.token, Number(e.dataset.value)])"
+    )
+    assert top_after[0][1] == pytest.approx(expected["top_after"][0]["prob"], abs=1e-6)
+    # the widget's own trait holds what was drawn
+    assert lab.python_json("grid.last_result['delta_logprob']") == pytest.approx(expected["delta_logprob"], abs=1e-9)
+    assert not dialogs
+
+
+def test_bad_prompt_shows_error_and_widget_survives(lab):
+    page = lab.page
+    lab.open("quickstart.ipynb")
+    lab.run_all()
+    root = page.locator('[data-testid="lw-root"]').first
+    root.locator('[data-testid="lw-grid"]').wait_for(state="visible")
+    prompt_before = lab.python_json("grid.prompt")
+
+    box = root.locator('[data-testid="lw-prompt"]')
+    box.fill("   ")
+    root.locator('[data-testid="lw-run"]').click()
+    err = root.locator('[data-testid="lw-error"]')
+    err.wait_for(state="visible")
+    assert "empty" in err.inner_text()
+    assert lab.python_json("grid.prompt") == prompt_before
+    assert "empty" in lab.python_json("grid.error['message']")
+
+    # a new prompt works after the error
+    box.fill("the dog ran to the cat . the dog ran to the cat")
+    root.locator('[data-testid="lw-run"]').click()
+    deadline = time.time() + 20
+    while lab.python_json("grid.prompt") != "the dog ran to the cat . the dog ran to the cat":
+        assert time.time() < deadline
+        time.sleep(0.2)
+    page.wait_for_function(
+        "(el) => el.querySelectorAll('[data-testid=\"lw-prompt-token\"]').length > 5", arg=root.element_handle()
+    )
+
+
+def test_tokens_are_text_not_html(lab):
+    """An HTML-looking prompt on SmolLM2 (BPE keeps the characters) is shown as text and runs nothing."""
+    page = lab.page
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    lab.open("quickstart.ipynb")
+    lab.run_all()
+    root = page.locator('[data-testid="lw-root"]').nth(1)  # the SmolLM2 grid
+    root.locator('[data-testid="lw-grid"]').wait_for(state="visible")
+    root.locator('[data-testid="lw-prompt"]').fill(XSS)
+    root.locator('[data-testid="lw-run"]').click()
+    page.wait_for_function(
+        "(el) => Array.from(el.querySelectorAll('[data-testid=\"lw-prompt-token\"]')).map(e => e.textContent).join('').includes('onerror')",
+        arg=root.element_handle(),
+    )
+    assert root.locator("img").count() == 0
+    text = "".join(root.locator('[data-testid="lw-prompt-token"]').all_text_contents())
+    assert "img" in text and "alert(1)" in text
+    assert not dialogs
