@@ -107,7 +107,7 @@ def test_run_and_clear_requests(grid, wire):
         ({"type": "request", "id": "a", "kind": "ablate", "args": {"layer": 0, "head": 0, "mode": "half"}}, "input", "Unknown ablation mode"),
         ({"type": "request", "id": "a", "kind": "run", "args": {"prompt": ""}}, "input", "empty"),
         ({"type": "request", "id": "a", "kind": "run", "args": {"prompt": "   "}}, "input", "empty"),
-        ({"type": "request", "id": "a", "kind": "run", "args": {"prompt": None}}, "protocol", "missing"),
+        ({"type": "request", "id": "a", "kind": "run", "args": {"prompt": None}}, "protocol", "must be str"),
     ],
 )
 def test_junk_messages_get_clear_errors_and_state_survives(grid, wire, msg, kind, fragment):

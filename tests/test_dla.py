@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lenswidget.analysis import DLAResult, direct_logit_attribution
-from lenswidget.analysis.logit_lens import logit_lens
+from lenswidget.analysis import logit_lens
 from lenswidget.errors import InputError
 
 from .test_logit_lens import native, random_tokens
@@ -158,7 +158,8 @@ def test_raw_centred_equals_compatibility_mode_per_layer(native_kind):
     dec, labels = cache.decompose_resid(pos_slice=POS, return_labels=True)
     tl = cache.logit_attrs(dec, TARGET, pos_slice=POS).reshape(-1)
     assert_per_layer(ours, labels, tl.tolist())
-    compat_logit = compat(tokens)[0, POS, TARGET]
+    with torch.no_grad():
+        compat_logit = compat(tokens)[0, POS, TARGET]
     assert ours.logit == pytest.approx(float(compat_logit), abs=1e-4)
 
 

@@ -13,7 +13,7 @@ from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
 from lenswidget.analysis import LogitLensResult, logit_lens
-from lenswidget.analysis.logit_lens import CHUNK_ELEMENTS, target_stats
+from lenswidget.analysis.readout import CHUNK_ELEMENTS, target_stats
 from lenswidget.errors import InputError
 
 
@@ -254,13 +254,11 @@ def test_smollm2_512_tokens_memory(smollm2_model):
     assert torch.equal(result.top_ids[-1, :, 0], logits[0].argmax(-1))
 
 
-def test_package_export_is_callable_in_any_import_order():
-    """``lenswidget.analysis.logit_lens`` is also the submodule's name; it must stay callable."""
+def test_package_exports_the_function():
     import lenswidget.analysis as analysis
-    import lenswidget.analysis.logit_lens as module  # binds the package attribute to the module
+    import lenswidget.analysis.readout as module
 
     model = native(attn_only=True, norm="RMS", pos="rotary")
     tokens = random_tokens(model)
-    for fn in (analysis.logit_lens, module, module.logit_lens):
-        assert isinstance(fn(model, tokens, k=2), LogitLensResult)
-    assert analysis.LogitLensResult is module.LogitLensResult
+    assert analysis.logit_lens is module.logit_lens
+    assert isinstance(analysis.logit_lens(model, tokens, k=2), LogitLensResult)

@@ -130,8 +130,9 @@ def test_toy_generalises_to_natural_repeats(toy_model):
     tokens = toy_model.to_tokens(text)
     with torch.inference_mode():
         logits = toy_model(tokens)
-    predicted = toy_model.to_str_tokens(logits[0, 9:-1].argmax(-1), prepend_bos=False)
-    assert predicted == ["sat", "on", "the", "mat"]
+    # positions 9-11 ("cat", "sat", "on" in the repeat) each have one earlier occurrence
+    predicted = toy_model.to_str_tokens(logits[0, 9:12].argmax(-1), prepend_bos=False)
+    assert predicted == ["sat", "on", "the"]
 
 
 # ------------------------------------------------------------------------------------ smollm2
@@ -200,18 +201,21 @@ def test_random_hf_runs_with_hooks(tiny_hf_model):
     model = tiny_hf_model
     assert not model.training
     tokens = model.to_tokens("the cat sat on the mat")
-    assert tokens.shape == (1, 7)
+    # one token per word, plus <bos> where the architecture prepends it (TransformerLens's
+    # GPT-NeoX/Pythia adapter does not: cfg.default_prepend_bos is False there)
+    pos = 6 + int(model.cfg.default_prepend_bos)
+    assert tokens.shape == (1, pos)
     with torch.inference_mode():
         logits, cache = model.run_with_cache(tokens)
     cfg = model.cfg
-    assert logits.shape == (1, 7, cfg.d_vocab)
+    assert logits.shape == (1, pos, cfg.d_vocab)
     for layer in range(cfg.n_layers):
         for hook in HOOKS:
             assert f"blocks.{layer}.{hook}" in cache, hook
-        assert cache[f"blocks.{layer}.attn.hook_pattern"].shape == (1, cfg.n_heads, 7, 7)
-        assert cache[f"blocks.{layer}.attn.hook_z"].shape == (1, 7, cfg.n_heads, cfg.d_head)
+        assert cache[f"blocks.{layer}.attn.hook_pattern"].shape == (1, cfg.n_heads, pos, pos)
+        assert cache[f"blocks.{layer}.attn.hook_z"].shape == (1, pos, cfg.n_heads, cfg.d_head)
         torch.testing.assert_close(
-            cache[f"blocks.{layer}.attn.hook_pattern"].sum(-1), torch.ones(1, cfg.n_heads, 7)
+            cache[f"blocks.{layer}.attn.hook_pattern"].sum(-1), torch.ones(1, cfg.n_heads, pos)
         )
 
 
@@ -279,3 +283,38 @@ def test_load_dispatches_special_names(toy_model):
     with torch.inference_mode():
         torch.testing.assert_close(model(tokens), toy_model(tokens))
     assert models.load(toy_model) is toy_model
+
+
+def test_smollm2_cache_is_written_atomically(monkeypatch, tmp_path):
+    """An interrupted first conversion leaves no cache folder (and no half-written copy);
+    a later one completes it. The GGUF reading is replaced by a tiny model to keep this fast."""
+    import transformers
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from lenswidget.models import _smollm2
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a, **k: object() if name == "gguf" else real(name, *a, **k)
+    )
+    tiny = GPT2LMHeadModel(GPT2Config(n_embd=16, n_layer=1, n_head=2, vocab_size=528, n_positions=16))
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: tiny)
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    target = tmp_path / "cache" / "smollm2-135m-instruct"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    broken = models.toy_tokenizer()
+    broken.save_pretrained = interrupted  # fails after the weights are written
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: broken)
+    with pytest.raises(KeyboardInterrupt):
+        _smollm2._convert(target, gguf)
+    assert list(target.parent.iterdir()) == []
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: models.toy_tokenizer())
+    _smollm2._convert(target, gguf)
+    assert _smollm2._cache_is_complete(target)
+    assert (target / "model.safetensors").is_file() and (target / "config.json").is_file()
+    assert [p.name for p in target.parent.iterdir()] == [target.name]

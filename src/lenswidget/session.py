@@ -98,7 +98,7 @@ class Lens:
             raise InputError(f"The {what} must be text, got {type(prompt).__name__}.")
         if not prompt.strip():
             raise InputError(f"The {what} is empty: type some text to run the model on.")
-        tokens = self.model.to_tokens(prompt)
+        tokens = self.model.to_tokens(prompt, truncate=False)
         if tokens.ndim == 1:
             tokens = tokens[None]
         n = int(tokens.shape[-1])

@@ -37,9 +37,10 @@ _EXPORTS: dict[str, str] = {
     "logit_diff_metric": "metrics",
     "answer_prob_metric": "metrics",
     "normalized_metric": "metrics",
-    # logit_lens.py / dla.py
-    "logit_lens": "logit_lens",
-    "LogitLensResult": "logit_lens",
+    # readout.py (the logit lens) / dla.py
+    "logit_lens": "readout",
+    "LogitLensResult": "readout",
+    "target_stats": "readout",
     "direct_logit_attribution": "dla",
     "DLAResult": "dla",
     # hooks.py: TransformerLens hook names

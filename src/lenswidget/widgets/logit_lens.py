@@ -14,7 +14,7 @@ import traitlets
 
 from ..analysis.ablation import component_ablation_hooks
 from ..analysis.dla import DLAResult, direct_logit_attribution
-from ..analysis.logit_lens import LogitLensResult, logit_lens
+from ..analysis.readout import LogitLensResult, logit_lens
 from ..analysis.text import str_tokens
 from ..encode import encode_tensor
 from ..errors import InputError

@@ -1,0 +1,157 @@
+"""Patching metrics: callables from the logits of one run of a prompt batch to a scalar.
+
+Each metric takes ``logits`` shaped ``[batch, pos, vocab]`` (one run of the whole prompt batch,
+as TransformerLens's patching functions pass them) and returns a 0-d tensor, differentiable so
+that :func:`~lenswidget.analysis.attribution_patching` can use it. Any callable with that
+contract can be used instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence, Union
+
+import torch
+
+from ..errors import InputError
+
+__all__ = ["logit_diff_metric", "answer_prob_metric", "normalized_metric", "Metric"]
+
+Metric = Callable[[torch.Tensor], torch.Tensor]
+Ids = Union[int, Sequence[int], torch.Tensor]
+Pos = Union[int, Sequence[int], torch.Tensor]
+
+
+def _ids(ids: Ids, what: str) -> torch.Tensor:
+    t = torch.as_tensor(ids)
+    if t.numel() == 0:
+        raise InputError(f"{what} is empty: give one token id, or one per prompt")
+    if t.is_floating_point() or t.dtype == torch.bool:
+        raise InputError(f"{what} must be token ids (ints), got dtype {t.dtype}")
+    return t.reshape(-1).long()
+
+
+def _per_prompt(t: torch.Tensor, batch: int, what: str) -> torch.Tensor:
+    if t.numel() == 1:
+        return t.expand(batch)
+    if t.numel() != batch:
+        raise InputError(
+            f"{what} has {t.numel()} entries for a batch of {batch} prompts: give one for all "
+            "prompts or one per prompt",
+            details={"entries": int(t.numel()), "batch": batch},
+        )
+    return t
+
+
+def _check_logits(logits: torch.Tensor) -> None:
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 3:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise InputError(f"a metric takes logits shaped [batch, pos, vocab], got {shape}")
+
+
+def _at(logits: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """``[batch, vocab]``: each prompt's logits at its position."""
+    b = logits.shape[0]
+    p = _per_prompt(pos, b, "pos").to(logits.device)
+    return logits[torch.arange(b, device=logits.device), p]
+
+
+class LogitDiff:
+    """Mean over prompts of ``logit[answer] - logit[wrong]`` at ``pos`` (see
+    :func:`logit_diff_metric`)."""
+
+    def __init__(self, answer_ids: Ids, wrong_ids: Ids, pos: Pos = -1):
+        self.answer_ids = _ids(answer_ids, "answer_ids")
+        self.wrong_ids = _ids(wrong_ids, "wrong_ids")
+        self.pos = _ids(pos, "pos")
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        _check_logits(logits)
+        b = logits.shape[0]
+        last = _at(logits, self.pos)
+        rows = torch.arange(b, device=logits.device)
+        a = _per_prompt(self.answer_ids, b, "answer_ids").to(logits.device)
+        w = _per_prompt(self.wrong_ids, b, "wrong_ids").to(logits.device)
+        return (last[rows, a] - last[rows, w]).mean()
+
+    def __repr__(self) -> str:
+        return (
+            f"logit_diff_metric(answer_ids={self.answer_ids.tolist()}, "
+            f"wrong_ids={self.wrong_ids.tolist()}, pos={self.pos.tolist()})"
+        )
+
+
+class AnswerProb:
+    """Mean over prompts of the softmax probability of the answer at ``pos``."""
+
+    def __init__(self, answer_ids: Ids, pos: Pos = -1):
+        self.answer_ids = _ids(answer_ids, "answer_ids")
+        self.pos = _ids(pos, "pos")
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        _check_logits(logits)
+        b = logits.shape[0]
+        probs = _at(logits, self.pos).float().softmax(dim=-1)
+        rows = torch.arange(b, device=logits.device)
+        a = _per_prompt(self.answer_ids, b, "answer_ids").to(logits.device)
+        return probs[rows, a].mean()
+
+    def __repr__(self) -> str:
+        return f"answer_prob_metric(answer_ids={self.answer_ids.tolist()}, pos={self.pos.tolist()})"
+
+
+class Normalized:
+    """``(metric(logits) - corrupted) / (clean - corrupted)``."""
+
+    def __init__(self, metric: Metric, clean_value: float, corrupted_value: float):
+        clean, corrupted = float(clean_value), float(corrupted_value)
+        if not clean == clean or not corrupted == corrupted:
+            raise InputError("the clean and corrupted metric values must be numbers, got NaN")
+        if clean == corrupted:
+            raise InputError(
+                "the metric has no range: the prompts give the same value "
+                f"({clean:.4g} on both the clean and the corrupted prompt)",
+                details={"clean_value": clean, "corrupted_value": corrupted},
+            )
+        self.metric = metric
+        self.clean_value = clean
+        self.corrupted_value = corrupted
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        value = torch.as_tensor(self.metric(logits))
+        return (value - self.corrupted_value) / (self.clean_value - self.corrupted_value)
+
+    def __repr__(self) -> str:
+        return (
+            f"normalized_metric({self.metric!r}, clean_value={self.clean_value:.6g}, "
+            f"corrupted_value={self.corrupted_value:.6g})"
+        )
+
+
+def logit_diff_metric(answer_ids: Ids, wrong_ids: Ids, pos: Pos = -1) -> LogitDiff:
+    """A metric: the mean over prompts of ``logits[i, pos, answer_i] - logits[i, pos, wrong_i]``.
+
+    Args:
+        answer_ids: the correct next token: one id for every prompt, or one per prompt.
+        wrong_ids: the wrong (e.g. the corrupted prompt's) answer, likewise.
+        pos: the position read (default the last), one for all prompts or one per prompt.
+
+    Returns:
+        A callable ``logits [batch, pos, vocab] -> 0-d tensor``.
+    """
+    return LogitDiff(answer_ids, wrong_ids, pos)
+
+
+def answer_prob_metric(answer_ids: Ids, pos: Pos = -1) -> AnswerProb:
+    """A metric: the mean over prompts of the probability of ``answer_ids`` at ``pos`` (default:
+    the last position). Returns a callable ``logits [batch, pos, vocab] -> 0-d tensor``."""
+    return AnswerProb(answer_ids, pos)
+
+
+def normalized_metric(metric: Metric, clean_value: Any, corrupted_value: Any) -> Normalized:
+    """Rescale ``metric`` so the corrupted run scores 0 and the clean run 1.
+
+    Raises:
+        InputError: "the metric has no range: the prompts give the same value" when
+            ``clean_value == corrupted_value``.
+    """
+    return Normalized(metric, float(torch.as_tensor(clean_value)), float(torch.as_tensor(corrupted_value)))
