@@ -250,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float32).contiguous().clone() for k, v in bridge.state_dict().items()}
     save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt", "model": TOY_NAME})
+    (out / WEIGHTS_FILE).chmod(0o644)  # safetensors writes 0600
     tokenizer.backend_tokenizer.save(str(out / TOKENIZER_FILE))
     config = config_to_json(cfg)
     config["lenswidget"] = {
