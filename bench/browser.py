@@ -1,0 +1,137 @@
+"""Browser round trips in real JupyterLab + Chromium (the issue-2 speed targets).
+
+    python bench/browser.py
+
+Measures, in the page (performance.now), on a notebook written for the run:
+- toy model: click "Ablate" -> the result panel redrawn (target <= 300 ms);
+- SmolLM2, 30-token prompt: run the cell -> the grid of all 270 heads drawn (target <= 2 s, model
+  already loaded);
+- SmolLM2: click "Ablate" -> redrawn (target <= 1.5 s);
+and, for scale, the same reruns done with TransformerLens in the kernel (`run_with_hooks`).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.e2e.harness import Lab, chromium, jupyter_lab  # noqa: E402
+
+SMOL_PROMPT = ("The Eiffel Tower is located in the city of Paris, and the Colosseum is located in the "
+               "city of Rome, which is the capital")
+TOY_PROMPT = "the cat sat on the mat and the dog ran home . the cat sat on the mat and the dog ran home"
+
+CELLS = [
+    f"""import lenswidget, time, torch
+from lenswidget import models
+toy = lenswidget.Lens(models.toy())
+smol = lenswidget.Lens(models.smollm2())
+smol.tokenize({SMOL_PROMPT!r}).shape[1]""",
+    f"toy_grid = toy.attention({TOY_PROMPT!r})\ntoy_grid",
+    f"smol_grid = smol.attention({SMOL_PROMPT!r})\nsmol_grid",
+]
+
+
+def _run_cell(lab: Lab, index: int, done_js: str, timeout_ms: int = 120_000) -> float:
+    """Run cell ``index`` and return ms until ``done_js`` (evaluated on the cell's node) is true."""
+    return lab.page.evaluate(
+        """async ([index, doneSrc, timeout]) => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            panel.content.activeCellIndex = index;
+            const cell = panel.content.widgets[index];
+            const done = new Function('node', doneSrc);
+            const t0 = performance.now();
+            window.jupyterapp.commands.execute('notebook:run-cell');
+            while (!done(cell.node)) {
+                if (performance.now() - t0 > timeout) throw new Error('timeout');
+                await new Promise(r => requestAnimationFrame(r));
+            }
+            return performance.now() - t0;
+        }""",
+        [index, done_js, timeout_ms],
+    )
+
+
+def _ablate_ms(lab: Lab, cell_index: int, layer: int, head: int) -> float:
+    return lab.page.evaluate(
+        """async ([index, layer, head]) => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            const node = panel.content.widgets[index].node;
+            const grid = node.querySelector('[data-testid="lw-grid"]');
+            const d = grid.dataset, cw = +(d.cellW || d.cell), ch = +(d.cellH || d.cell), gap = +d.gap;
+            const r = grid.getBoundingClientRect();
+            const x = r.left + +d.originX + head * (cw + gap) + cw / 2, y = r.top + +d.originY + layer * (ch + gap) + ch / 2;
+            grid.dispatchEvent(new MouseEvent('click', {clientX: x, clientY: y, bubbles: true}));
+            const label = `L${layer}H${head}`;
+            const t = performance.now();
+            while (!node.querySelector('[data-testid="lw-ablate"]')) {
+                if (performance.now() - t > 10000) throw new Error('no focus panel');
+                await new Promise(r => requestAnimationFrame(r));
+            }
+            const before = node.querySelector('[data-testid="lw-result"]')?.textContent || '';
+            const t0 = performance.now();
+            node.querySelector('[data-testid="lw-ablate"]').click();
+            while (true) {
+                const res = node.querySelector('[data-testid="lw-result"]');
+                const txt = res ? res.textContent : '';
+                if (res && txt.includes(label) && txt !== before && res.querySelector('[data-testid="lw-delta"]')) break;
+                if (performance.now() - t0 > 30000) throw new Error('timeout');
+                await new Promise(r => requestAnimationFrame(r));
+            }
+            return performance.now() - t0;
+        }""",
+        [cell_index, layer, head],
+    )
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp, jupyter_lab(Path(tmp)) as server, chromium() as browser:
+        nb = nbformat.v4.new_notebook()
+        nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+        nb.cells = [nbformat.v4.new_code_cell(c) for c in CELLS]
+        nbformat.write(nb, server["root"] / "bench_browser.ipynb")
+        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        lab = Lab(page, server)
+        lab.open("bench_browser.ipynb")
+        _run_cell(lab, 0, "return node.querySelector('.jp-OutputArea-output') !== null", 240_000)
+        lab.wait_idle()
+        n_tokens = int(lab.python("print(smol.tokenize(%r).shape[1])" % SMOL_PROMPT))
+        drawn = "const g = node.querySelector('[data-testid=\"lw-grid\"]'); return !!(g && +g.dataset.rows === %d && g.dataset.drawMs);"
+        toy_grid = _run_cell(lab, 1, drawn % 2)
+        lab.wait_idle()
+        smol_grid = [_run_cell(lab, 2, drawn % 30)]
+        lab.wait_idle()
+        for _ in range(2):
+            smol_grid.append(_run_cell(lab, 2, drawn % 30))
+            lab.wait_idle()
+        toy_ablate = [_ablate_ms(lab, 1, layer, head) for layer, head in [(1, 0), (1, 1), (1, 2), (1, 3), (0, 0), (0, 1)]]
+        smol_ablate = [_ablate_ms(lab, 2, 10, h) for h in range(3)]
+        tl = lab.python_json(
+            """(lambda: (lambda tl: tl)({
+                "toy": __import__('statistics').median([(lambda t0: (toy.model.run_with_hooks(toy.tokenize(%r), fwd_hooks=[('blocks.1.attn.hook_z', lambda z, hook: z * 0)]), time.perf_counter() - t0)[1])(time.perf_counter()) for _ in range(6)]) * 1000,
+                "smol": __import__('statistics').median([(lambda t0: (smol.model.run_with_hooks(smol.tokenize(%r), fwd_hooks=[('blocks.10.attn.hook_z', lambda z, hook: z * 0)]), time.perf_counter() - t0)[1])(time.perf_counter()) for _ in range(3)]) * 1000}))()"""
+            % (TOY_PROMPT, SMOL_PROMPT)
+        )
+    med = statistics.median
+    print(f"SmolLM2 prompt: {n_tokens} tokens, grid of 270 heads")
+    print(f"{'what':52} {'ms':>8} {'target':>8} ok   (TransformerLens alone, in the kernel)")
+    rows = [
+        ("toy: run cell -> grid drawn", toy_grid, None, None),
+        ("toy: click Ablate -> result redrawn (median of 6)", med(toy_ablate), 300, tl["toy"]),
+        ("SmolLM2: run cell -> 270-head grid drawn (median of 3)", med(smol_grid), 2000, None),
+        ("SmolLM2: click Ablate -> result redrawn (median of 3)", med(smol_ablate), 1500, tl["smol"]),
+    ]
+    for what, ms, target, tl_ms in rows:
+        ok = "" if target is None else ("yes" if ms <= target else "NO")
+        extra = "" if tl_ms is None else f"   TL run_with_hooks {tl_ms:.0f} ms; ratio lenswidget round trip / TL rerun {ms / tl_ms:.2f}"
+        print(f"{what:52} {ms:8.0f} {target or '':>8} {ok:4}{extra}")
+
+
+if __name__ == "__main__":
+    main()
