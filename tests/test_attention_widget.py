@@ -12,29 +12,10 @@ from lenswidget.analysis import ablate_heads, head_scores
 from lenswidget.encode import decode_tensor
 from lenswidget.widgets import AttentionGrid
 
+from .wire import Wire
+
 PROMPT = "the cat sat on the mat and the cat sat on the mat"
 XSS = "<img src=x onerror=alert(1)>"
-
-
-class Wire:
-    """Captures what the widget sends and feeds it front-end messages."""
-
-    def __init__(self, widget):
-        self.widget = widget
-        self.sent: list[tuple[dict, list]] = []
-        widget.send = lambda content, buffers=None: self.sent.append((content, buffers or []))
-
-    def request(self, kind, args=None, rid="r1", **extra):
-        msg = {"type": "request", "id": rid, "kind": kind, "args": args if args is not None else {}}
-        msg.update(extra)
-        return self.raw(msg)
-
-    def raw(self, msg):
-        self.sent.clear()
-        self.widget._on_msg(self.widget, msg, [])
-        replies = [c for c, _ in self.sent if c.get("type") == "reply"]
-        assert len(replies) == 1, self.sent
-        return replies[0]
 
 
 @pytest.fixture()
