@@ -59,7 +59,12 @@ def test_select_gives_topk_and_dla_that_sums(table, wire, toy_lens):
     assert d["row_label"] == "final" and d["hook"] == "blocks.1.hook_resid_post"
     dla = d["dla"]
     assert sum(dla["values"]) + dla["remainder"] == pytest.approx(dla["logit"], abs=1e-4)
-    assert dla["logit"] == pytest.approx(d["target_logit"], abs=1e-4)
+    # centred: the decomposed quantity is the target's logit minus the mean logit of that cell
+    tokens = toy_lens.tokenize(PROMPT)
+    with torch.no_grad():
+        logits = toy_lens.model(tokens)[0, 12]
+    assert d["target_logit"] == pytest.approx(float(logits[table.target]), abs=1e-4)
+    assert dla["logit"] == pytest.approx(float(logits[table.target] - logits.mean()), abs=1e-4)
     assert [abs(v) for v in dla["values"]] == sorted((abs(v) for v in dla["values"]), reverse=True)
     assert table.cell_detail == d and table.selected == [2, 12]
     # an earlier row decomposes only what was written before that layer

@@ -108,10 +108,13 @@ class LogitLensTable(LensWidget):
         self._python_call(lambda: self._locked(self._undo))
 
     def dla(self, row: int, pos: int) -> DLAResult:
-        """The :class:`DLAResult` behind :meth:`select` for cell (``row``, ``pos``)."""
+        """The :class:`DLAResult` behind :meth:`select` for cell (``row``, ``pos``): the target's
+        logit minus the mean logit at that cell (centred over the vocabulary, as TransformerLens's
+        compatibility mode computes it, so components that raise every logit alike do not crowd
+        the list), split into embeddings, heads and MLPs written before that row's layer."""
         row, pos = self._check_cell(row, pos)
         return direct_logit_attribution(
-            self.lens.model, self._tokens, self.target, pos=pos, layer=row, cache=self._cache, center=False
+            self.lens.model, self._tokens, self.target, pos=pos, layer=row, cache=self._cache, center=True
         )
 
     # ------------------------------------------------------------------ request handlers
@@ -237,6 +240,7 @@ class LogitLensTable(LensWidget):
                 "kinds": [dla.kinds[i] for i in order],
                 "values": [float(dla.values[i]) for i in order],
                 "logit": float(dla.logit),
+                "quantity": "logit − mean logit" if dla.center else "logit",
                 "remainder": float(dla.remainder + dla.unexplained),
             },
             "ablated": list(self.ablated),
