@@ -11,10 +11,15 @@ import { HeadGrid, gridCellSize } from "./attention/grid";
 import { ResultPanel } from "./attention/result";
 import type { Tensor } from "./lib/buffers";
 import { decodeTensor, hasTensor } from "./lib/buffers";
+import { h } from "./lib/dom";
+import { promptRow } from "./lib/inputs";
+import { indexPair, strings } from "./lib/json";
+import { createRedraw, onWidthChange } from "./lib/redraw";
+import { shorten } from "./lib/svg";
 import { TokenStrip } from "./lib/tokens";
 import type { AnyModel, RenderProps } from "./lib/types";
 import type { ExportItem } from "./lib/widget";
-import { button, createWidget, h, svgBlob } from "./lib/widget";
+import { createWidget, svgBlob } from "./lib/widget";
 
 const MODES: Array<[string, string]> = [
   ["zero", "zero"],
@@ -23,11 +28,7 @@ const MODES: Array<[string, string]> = [
 
 /** Parse the `focus` trait: [layer, head] inside the grid, or null. */
 export function parseFocus(x: unknown, nLayers: number, nHeads: number): Head | null {
-  if (!Array.isArray(x) || x.length !== 2) return null;
-  const [l, hd] = x.map(Number);
-  if (!Number.isInteger(l) || !Number.isInteger(hd)) return null;
-  if (l < 0 || hd < 0 || l >= nLayers || hd >= nHeads) return null;
-  return [l, hd];
+  return indexPair(x, nLayers, nHeads);
 }
 
 interface Decoded {
@@ -41,14 +42,7 @@ export function render({ model, el }: RenderProps): () => void {
   const { root } = w;
 
   // ---- header -------------------------------------------------------------------------------
-  const prompt = h("textarea", {
-    class: "lw-prompt",
-    testid: "lw-prompt",
-    attrs: { rows: "2", spellcheck: "false", "aria-label": "Prompt", placeholder: "Type a prompt, then Run (Ctrl+Enter)" },
-  });
-  prompt.value = String(model.get("prompt") ?? "");
-  const runBtn = button("Run", "lw-run", "lw-btn lw-btn-primary");
-  runBtn.title = "Run the model on the prompt (Ctrl/Cmd+Enter)";
+  const prompt = promptRow(w);
   const colorBy = h("select", { class: "lw-select", testid: "lw-color-by", attrs: { "aria-label": "Colour heads by score" } });
   const mode = h("select", { class: "lw-select", testid: "lw-mode", attrs: { "aria-label": "Ablation mode" } });
   for (const [v, label] of MODES) mode.appendChild(h("option", { text: label, attrs: { value: v } }));
@@ -61,7 +55,7 @@ export function render({ model, el }: RenderProps): () => void {
     onHover: (i) => markQuery(i),
   });
   w.header.append(
-    h("div", { class: "lw-prompt-row" }, [prompt, runBtn]),
+    prompt.el,
     h("div", { class: "lw-controls" }, [
       h("label", { class: "lw-field" }, [h("span", { text: "Colour by" }), colorBy]),
       h("label", { class: "lw-field" }, [h("span", { text: "Ablation" }), mode]),
@@ -110,10 +104,7 @@ export function render({ model, el }: RenderProps): () => void {
     const t = patterns.tensor;
     return t && t.shape.length === 4 ? t.shape[2] : 0;
   };
-  const tokens = (): string[] => {
-    const t = model.get("tokens");
-    return Array.isArray(t) ? t.map((x) => (typeof x === "string" ? x : String(x ?? ""))) : [];
-  };
+  const tokens = () => strings(model.get("tokens"));
   const scoreNames = (): string[] => {
     const s = model.get("score_names");
     return Array.isArray(s) ? s.map(String) : [];
@@ -126,15 +117,13 @@ export function render({ model, el }: RenderProps): () => void {
     if (view === patterns.key && metaKey === patterns.meta) return;
     patterns = { key: view, meta: metaKey, tensor: null };
     if (!hasTensor(view, meta)) return;
-    try {
+    patterns.tensor = w.decode("attention patterns", () => {
       const t = decodeTensor(view, meta);
       if (t.shape.length !== 4 || t.shape[2] !== t.shape[3]) {
         throw new Error(`patterns must have shape [L, H, T, T], got ${JSON.stringify(t.shape)}`);
       }
-      patterns.tensor = t;
-    } catch (e) {
-      w.showError({ kind: "decode", message: `Could not decode the attention patterns: ${(e as Error).message}` });
-    }
+      return t;
+    });
   }
 
   function decodeScores(): void {
@@ -151,11 +140,7 @@ export function render({ model, el }: RenderProps): () => void {
       metaTrait && typeof metaTrait === "object" && "dtype" in metaTrait
         ? metaTrait
         : { dtype: "f32" as const, shape: [L * H > 0 ? len / 4 / (L * H) : 0, L, H] };
-    try {
-      scores.tensor = decodeTensor(view, meta);
-    } catch (e) {
-      w.showError({ kind: "decode", message: `Could not decode the head scores: ${(e as Error).message}` });
-    }
+    scores.tensor = w.decode("head scores", () => decodeTensor(view, meta));
   }
 
   // ---- actions ------------------------------------------------------------------------------
@@ -170,10 +155,6 @@ export function render({ model, el }: RenderProps): () => void {
     invalidate("focus");
   }
 
-  function run(): void {
-    void w.request("run", { prompt: prompt.value });
-  }
-
   function ablate(): void {
     const f = parseFocus(model.get("focus"), nLayers(), nHeads());
     if (!f) return;
@@ -181,13 +162,6 @@ export function render({ model, el }: RenderProps): () => void {
     void w.request("ablate", { layer: f[0], head: f[1], mode: m });
   }
 
-  w.listen(runBtn, "click", run);
-  w.listen(prompt, "keydown", (ev) => {
-    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) {
-      ev.preventDefault();
-      run();
-    }
-  });
   w.listen(colorBy, "change", () => {
     model.set("color_by", colorBy.value);
     model.save_changes();
@@ -209,22 +183,14 @@ export function render({ model, el }: RenderProps): () => void {
   });
   w.onPending((open) => {
     const busy = open.length > 0;
-    runBtn.disabled = busy;
     focus.ablateBtn.disabled = busy;
     focus.clearBtn.disabled = busy;
   });
 
   // ---- drawing ------------------------------------------------------------------------------
   type Part = "decode" | "header" | "grid" | "focus" | "result" | "layout";
-  const dirty = new Set<Part>();
-  let scheduled = false;
-
-  function invalidate(...parts: Part[]): void {
-    parts.forEach((p) => dirty.add(p));
-    if (scheduled) return;
-    scheduled = true;
-    queueMicrotask(flush);
-  }
+  const redraw = createRedraw<Part>(draw);
+  const invalidate = redraw.invalidate;
 
   function width(): number {
     return root.clientWidth || el.clientWidth || 0;
@@ -239,11 +205,7 @@ export function render({ model, el }: RenderProps): () => void {
     return beside >= 260 ? Math.min(560, beside) : Math.max(160, Math.min(560, avail - labels));
   }
 
-  function flush(): void {
-    scheduled = false;
-    if (disposed) return;
-    const d = new Set(dirty);
-    dirty.clear();
+  function draw(d: Set<Part>): void {
     if (d.has("decode")) {
       decodePatterns();
       decodeScores();
@@ -261,10 +223,7 @@ export function render({ model, el }: RenderProps): () => void {
       const m = String(model.get("ablation_mode") ?? "zero");
       if (!MODES.some(([v]) => v === m)) mode.appendChild(h("option", { text: m, attrs: { value: m } }));
       mode.value = m;
-      const p = String(model.get("prompt") ?? "");
-      // Do not overwrite what the user is typing (activeElement of the shadow root in marimo).
-      const active = (prompt.getRootNode() as Document | ShadowRoot).activeElement;
-      if (prompt.value !== p && active !== prompt) prompt.value = p;
+      prompt.sync();
       const toks = tokens();
       promptTokens.setTokens(toks);
       summary.textContent = L && H ? `${toks.length || T} tokens · ${L} layers × ${H} heads` : "";
@@ -328,19 +287,13 @@ export function render({ model, el }: RenderProps): () => void {
   }
 
   // ---- traits -------------------------------------------------------------------------------
-  w.onModel("change:patterns", () => invalidate("decode"));
-  w.onModel("change:patterns_meta", () => invalidate("decode"));
-  w.onModel("change:scores", () => invalidate("decode"));
-  w.onModel("change:scores_meta", () => invalidate("decode"));
-  w.onModel("change:n_layers", () => invalidate("decode"));
-  w.onModel("change:n_heads", () => invalidate("decode"));
-  w.onModel("change:tokens", () => invalidate("header", "focus"));
-  w.onModel("change:score_names", () => invalidate("header", "grid"));
-  w.onModel("change:prompt", () => invalidate("header"));
-  w.onModel("change:ablation_mode", () => invalidate("header"));
-  w.onModel("change:color_by", () => invalidate("grid"));
-  w.onModel("change:focus", () => invalidate("focus"));
-  w.onModel("change:last_result", () => invalidate("result"));
+  w.onChange(["patterns", "patterns_meta", "scores", "scores_meta", "n_layers", "n_heads"], () => invalidate("decode"));
+  w.onChange(["tokens"], () => invalidate("header", "focus"));
+  w.onChange(["score_names"], () => invalidate("header", "grid"));
+  w.onChange(["prompt", "ablation_mode"], () => invalidate("header"));
+  w.onChange(["color_by"], () => invalidate("grid"));
+  w.onChange(["focus"], () => invalidate("focus"));
+  w.onChange(["last_result"], () => invalidate("result"));
   w.onTheme((p) => {
     result.setTheme(p.theme);
     invalidate("grid", "focus");
@@ -366,31 +319,17 @@ export function render({ model, el }: RenderProps): () => void {
   });
   const gridTitle = () => {
     const p = String(model.get("prompt") ?? "");
-    return `Attention heads${p ? ` — ${p.length > 80 ? `${p.slice(0, 77)}…` : p}` : ""}`;
+    return `Attention heads${p ? ` — ${shorten(p, 80)}` : ""}`;
   };
 
   // Relayout when the output area's width changes.
-  let lastWidth = width();
-  const RO = (root.ownerDocument.defaultView as (Window & typeof globalThis) | null)?.ResizeObserver;
-  if (RO) {
-    const ro = new RO(() => {
-      const wd = width();
-      if (Math.abs(wd - lastWidth) >= 8) {
-        lastWidth = wd;
-        invalidate("layout");
-      }
-    });
-    ro.observe(root);
-    w.addCleanup(() => ro.disconnect());
-  }
+  onWidthChange(w, root, width, () => invalidate("layout"));
 
-  let disposed = false;
   // First paint, synchronously.
-  dirty.add("decode").add("result");
-  flush();
+  redraw.flush("decode", "result");
 
   return () => {
-    disposed = true;
+    redraw.dispose();
     grid.destroy();
     focus.destroy();
     promptTokens.destroy();

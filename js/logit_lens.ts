@@ -9,11 +9,16 @@
 // Requests: run {prompt}, set_target {target, target_id?}, select {row, pos}, ablate {component}, undo {}.
 // The view sets one trait itself: `mode`.
 
+import { button, h, hasFocus } from "./lib/dom";
+import { onSubmitKey, promptRow } from "./lib/inputs";
+import { indexPair, strings } from "./lib/json";
 import type { Reply } from "./lib/protocol";
+import { createRedraw } from "./lib/redraw";
+import { shorten } from "./lib/svg";
+import { displayToken } from "./lib/tokens";
 import type { AnyModel, RenderProps } from "./lib/types";
 import type { ExportItem } from "./lib/widget";
-import { button, createWidget, h, svgBlob } from "./lib/widget";
-import { displayToken } from "./lib/tokens";
+import { createWidget, svgBlob } from "./lib/widget";
 import type { LensMode, TargetStats, TopTable } from "./logit_lens/data";
 import { MODES, byteLength, countChanged, decodeChanged, decodeTargetStats, decodeTopTable, normalizeMode } from "./logit_lens/data";
 import { DetailPanel } from "./logit_lens/detail";
@@ -22,15 +27,7 @@ import { LensTableView } from "./logit_lens/table";
 
 /** Parse the `selected` trait: [row, pos] inside an R x T table, or null. */
 export function parseSelected(x: unknown, R: number, T: number): [number, number] | null {
-  if (!Array.isArray(x) || x.length !== 2) return null;
-  const [r, p] = x.map(Number);
-  if (!Number.isInteger(r) || !Number.isInteger(p)) return null;
-  if (r < 0 || p < 0 || r >= R || p >= T) return null;
-  return [r, p];
-}
-
-function strings(x: unknown): string[] {
-  return Array.isArray(x) ? x.map((s) => (typeof s === "string" ? s : String(s ?? ""))) : [];
+  return indexPair(x, R, T);
 }
 
 export function render({ model, el }: RenderProps): () => void {
@@ -38,14 +35,7 @@ export function render({ model, el }: RenderProps): () => void {
   const { root } = w;
 
   // ---- header -------------------------------------------------------------------------------
-  const prompt = h("textarea", {
-    class: "lw-prompt",
-    testid: "lw-prompt",
-    attrs: { rows: "2", spellcheck: "false", "aria-label": "Prompt", placeholder: "Type a prompt, then Run (Ctrl+Enter)" },
-  });
-  prompt.value = String(model.get("prompt") ?? "");
-  const runBtn = button("Run", "lw-run", "lw-btn lw-btn-primary");
-  runBtn.title = "Run the model on the prompt (Ctrl/Cmd+Enter)";
+  const prompt = promptRow(w);
   const mode = h("select", { class: "lw-select", testid: "lw-lens-mode", attrs: { "aria-label": "Shade cells by" } });
   for (const [v, label] of MODES) mode.appendChild(h("option", { text: label, attrs: { value: v } }));
   const targetInput = h("input", {
@@ -62,7 +52,7 @@ export function render({ model, el }: RenderProps): () => void {
     targetNow,
     summary,
   ]);
-  w.header.append(h("div", { class: "lw-prompt-row" }, [prompt, runBtn]), controls);
+  w.header.append(prompt.el, controls);
   // The busy indicator sits at the end of the controls row rather than above the table, so that a
   // quick request (a click) does not push the table down under the pointer.
   const busyBox = root.querySelector<HTMLElement>(":scope > [data-testid=lw-busy]");
@@ -107,11 +97,7 @@ export function render({ model, el }: RenderProps): () => void {
     const key = [model.get("top_ids"), model.get("top_probs"), JSON.stringify(model.get("top_meta") ?? null)];
     if (key.every((k, i) => k === top.key[i])) return;
     top = { key, table: null };
-    try {
-      top.table = decodeTopTable(key[0], key[1], model.get("top_meta"));
-    } catch (e) {
-      w.showError({ kind: "decode", message: `Could not decode the logit lens table: ${(e as Error).message}` });
-    }
+    top.table = w.decode("logit lens table", () => decodeTopTable(key[0], key[1], model.get("top_meta")));
   }
 
   function decodeStats(): void {
@@ -120,11 +106,7 @@ export function render({ model, el }: RenderProps): () => void {
     if (x === stats.key && t === stats.table) return;
     stats = { key: x, table: t, value: null };
     if (!t) return;
-    try {
-      stats.value = decodeTargetStats(x, t.R, t.T);
-    } catch (e) {
-      w.showError({ kind: "decode", message: `Could not decode the target statistics: ${(e as Error).message}` });
-    }
+    stats.value = w.decode("target statistics", () => decodeTargetStats(x, t.R, t.T));
   }
 
   function decodeMask(): void {
@@ -133,11 +115,7 @@ export function render({ model, el }: RenderProps): () => void {
     if (x === changed.key && t === changed.table) return;
     changed = { key: x, table: t, value: null };
     if (!t || byteLength(x) === 0) return;
-    try {
-      changed.value = decodeChanged(x, t.R, t.T);
-    } catch (e) {
-      w.showError({ kind: "decode", message: `Could not decode the changed-cells mask: ${(e as Error).message}` });
-    }
+    changed.value = w.decode("changed-cells mask", () => decodeChanged(x, t.R, t.T));
   }
 
   function lensData(): LensData {
@@ -160,10 +138,6 @@ export function render({ model, el }: RenderProps): () => void {
   }
 
   // ---- actions ------------------------------------------------------------------------------
-  function run(): void {
-    void w.request("run", { prompt: prompt.value });
-  }
-
   async function select(row: number, pos: number): Promise<void> {
     localSel = [row, pos];
     invalidate("table");
@@ -201,20 +175,8 @@ export function render({ model, el }: RenderProps): () => void {
     if (component) void w.request("ablate", { component });
   }
 
-  w.listen(runBtn, "click", run);
-  w.listen(prompt, "keydown", (ev) => {
-    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) {
-      ev.preventDefault();
-      run();
-    }
-  });
   w.listen(setTargetBtn, "click", () => setTarget(targetInput.value));
-  w.listen(targetInput, "keydown", (ev) => {
-    if (ev.key === "Enter") {
-      ev.preventDefault();
-      setTarget(targetInput.value);
-    }
-  });
+  onSubmitKey(w, targetInput, () => setTarget(targetInput.value));
   w.listen(mode, "change", () => {
     model.set("mode", normalizeMode(mode.value));
     model.save_changes();
@@ -223,7 +185,6 @@ export function render({ model, el }: RenderProps): () => void {
   w.listen(undoBtn, "click", () => void w.request("undo", {}));
   w.onPending((open) => {
     const busy = open.length > 0;
-    runBtn.disabled = busy;
     setTargetBtn.disabled = busy;
     undoBtn.disabled = busy;
     detail.setBusy(busy);
@@ -231,21 +192,10 @@ export function render({ model, el }: RenderProps): () => void {
 
   // ---- drawing ------------------------------------------------------------------------------
   type Part = "decode" | "header" | "table" | "detail" | "banner";
-  const dirty = new Set<Part>();
-  let scheduled = false;
+  const redraw = createRedraw<Part>(draw);
+  const invalidate = redraw.invalidate;
 
-  function invalidate(...parts: Part[]): void {
-    parts.forEach((p) => dirty.add(p));
-    if (scheduled) return;
-    scheduled = true;
-    queueMicrotask(flush);
-  }
-
-  function flush(): void {
-    scheduled = false;
-    if (disposed) return;
-    const d = new Set(dirty);
-    dirty.clear();
+  function draw(d: Set<Part>): void {
     if (d.has("decode")) {
       const before = top.table;
       decodeTop();
@@ -258,10 +208,7 @@ export function render({ model, el }: RenderProps): () => void {
     if (d.has("header")) {
       const m = normalizeMode(model.get("mode"));
       mode.value = m;
-      const p = String(model.get("prompt") ?? "");
-      // Do not overwrite what the user is typing (activeElement of the shadow root in marimo).
-      const active = (prompt.getRootNode() as Document | ShadowRoot).activeElement;
-      if (prompt.value !== p && active !== prompt) prompt.value = p;
+      prompt.sync();
       const target = Number(model.get("target"));
       const text = String(model.get("target_text") ?? "");
       targetNow.replaceChildren();
@@ -273,7 +220,7 @@ export function render({ model, el }: RenderProps): () => void {
         );
         targetNow.title = JSON.stringify(text);
         targetNow.dataset.target = String(target);
-        if (targetInput.value === "" && (targetInput.getRootNode() as Document | ShadowRoot).activeElement !== targetInput) targetInput.value = text;
+        if (targetInput.value === "" && !hasFocus(targetInput)) targetInput.value = text;
       } else {
         targetNow.append(h("span", { class: "lw-muted", text: "no target" }));
         targetNow.title = "";
@@ -311,22 +258,16 @@ export function render({ model, el }: RenderProps): () => void {
   }
 
   // ---- traits -------------------------------------------------------------------------------
-  for (const name of ["top_ids", "top_probs", "top_meta", "target_stats", "changed"]) w.onModel(`change:${name}`, () => invalidate("decode"));
-  w.onModel("change:tokens", () => invalidate("table", "header"));
-  w.onModel("change:row_labels", () => invalidate("table"));
-  w.onModel("change:row_hooks", () => invalidate("table"));
-  w.onModel("change:vocab", () => invalidate("table"));
-  w.onModel("change:target", () => invalidate("table", "header"));
-  w.onModel("change:target_text", () => invalidate("table", "header"));
-  w.onModel("change:prompt", () => invalidate("header"));
-  w.onModel("change:k", () => invalidate("header"));
-  w.onModel("change:mode", () => invalidate("table", "header"));
-  w.onModel("change:selected", () => {
+  w.onChange(["top_ids", "top_probs", "top_meta", "target_stats", "changed"], () => invalidate("decode"));
+  w.onChange(["tokens", "target", "target_text", "mode"], () => invalidate("table", "header"));
+  w.onChange(["row_labels", "row_hooks", "vocab"], () => invalidate("table"));
+  w.onChange(["prompt", "k"], () => invalidate("header"));
+  w.onChange(["selected"], () => {
     localSel = null;
     invalidate("table");
   });
-  w.onModel("change:cell_detail", () => invalidate("detail"));
-  w.onModel("change:ablated", () => invalidate("banner", "detail"));
+  w.onChange(["cell_detail"], () => invalidate("detail"));
+  w.onChange(["ablated"], () => invalidate("banner", "detail"));
   detail.setTheme(w.theme());
   w.onTheme((p) => {
     detail.setTheme(p.theme);
@@ -350,24 +291,19 @@ export function render({ model, el }: RenderProps): () => void {
     const abl = ablated();
     const m = normalizeMode(model.get("mode"));
     const by = m === "top" ? "top-1 probability" : m === "target_prob" ? "target probability" : "target rank";
-    return `Logit lens (${by})${abl.length ? `, ${abl.join(", ")} ablated` : ""}${p ? ` — ${p.length > 60 ? `${p.slice(0, 57)}…` : p}` : ""}`;
+    return `Logit lens (${by})${abl.length ? `, ${abl.join(", ")} ablated` : ""}${p ? ` — ${shorten(p, 60)}` : ""}`;
   };
 
   // Redraw when the scroll container's size changes (output area resized, first layout).
-  const RO = (root.ownerDocument.defaultView as (Window & typeof globalThis) | null)?.ResizeObserver;
-  if (RO) {
-    const ro = new RO(() => table.schedule());
-    ro.observe(table.scroller);
-    w.addCleanup(() => ro.disconnect());
-  }
+  w.observeResize(table.scroller, () => table.schedule());
 
   let disposed = false;
   // First paint, synchronously.
-  dirty.add("decode").add("detail");
-  flush();
+  redraw.flush("decode", "detail");
 
   return () => {
     disposed = true;
+    redraw.dispose();
     table.destroy();
     w.dispose();
   };

@@ -16,15 +16,20 @@ import { ResultMapCache, diffMasks, sweepCounts } from "./patching/data";
 import { heatmapsSVG } from "./patching/export";
 import type { CellInfo } from "./patching/site";
 import { SiteCard } from "./patching/site";
+import { button, h } from "./lib/dom";
 import { fmt3 } from "./lib/format";
 import type { Cell } from "./lib/heatmap";
 import { cellRect } from "./lib/heatmap";
-import { RequestError, toErrorInfo } from "./lib/protocol";
+import { onSubmitKey, syncInput } from "./lib/inputs";
+import { numberOr, strings } from "./lib/json";
+import { asRequestError } from "./lib/protocol";
 import { svgToPNG } from "./lib/raster";
+import { createRedraw, onWidthChange } from "./lib/redraw";
 import { TokenStrip, displayToken } from "./lib/tokens";
+import { placeTooltip } from "./lib/tooltip";
 import type { AnyModel, RenderProps } from "./lib/types";
 import type { ExportItem } from "./lib/widget";
-import { button, createWidget, h, svgBlob } from "./lib/widget";
+import { createWidget, progressBar, svgBlob } from "./lib/widget";
 
 export const DIRECTIONS: Array<[string, string]> = [
   ["denoise", "denoise: clean → corrupted run"],
@@ -39,14 +44,6 @@ export const METRICS: Array<[string, string]> = [
 /** Legend text for a metric. */
 export function metricLabel(metric: string): string {
   return metric === "normalized" ? "normalized metric (0 = corrupted, 1 = clean)" : "logit diff (answer − wrong)";
-}
-
-function strings(x: unknown): string[] {
-  return Array.isArray(x) ? x.map((t) => (typeof t === "string" ? t : String(t ?? ""))) : [];
-}
-
-function numberOr(x: unknown, fb = NaN): number {
-  return typeof x === "number" ? x : fb;
 }
 
 /** Parse the `selected` trait: {site, index} or null. */
@@ -64,7 +61,6 @@ const ALL_PARTS: Part[] = ["inputs", "tokens", "summary", "sitesMenu", "maps", "
 export function render({ model, el }: RenderProps): () => void {
   const w = createWidget(model, el, { name: "patching" });
   const { root } = w;
-  let disposed = false;
   const doc = root.ownerDocument;
   const win = doc.defaultView;
 
@@ -97,12 +93,11 @@ export function render({ model, el }: RenderProps): () => void {
   const sweepState = h("span", { class: "lw-summary", testid: "lw-sweep-state" });
   // Progress of a sweep this view did not request (started from Python, or by another view of the
   // same widget): from the `sweep_progress` trait, with its own Cancel (request cancel_sweep).
-  const sweepBar = h("div", { class: "lw-progress-bar" });
-  const sweepProgressBar = h("div", { class: "lw-progress", testid: "lw-sweep-bar", attrs: { role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100" } }, [sweepBar]);
+  const sweepBar = progressBar("lw-sweep-bar");
   const sweepProgressText = h("span", { class: "lw-summary", testid: "lw-sweep-progress-text" });
   const cancelSweepBtn = button("Cancel", "lw-cancel-sweep", "lw-btn lw-btn-small");
   cancelSweepBtn.title = "Stop the sweep after its current batch; what is done stays";
-  const sweepProgress = h("span", { class: "lw-pt-sweep-progress", testid: "lw-sweep-progress" }, [sweepProgressBar, sweepProgressText, cancelSweepBtn]);
+  const sweepProgress = h("span", { class: "lw-pt-sweep-progress", testid: "lw-sweep-progress" }, [sweepBar.el, sweepProgressText, cancelSweepBtn]);
   sweepProgress.hidden = true;
   let cancellingSweep = false;
 
@@ -203,7 +198,7 @@ export function render({ model, el }: RenderProps): () => void {
     try {
       await w.client.request("set_inputs", args);
     } catch (e) {
-      const err = e instanceof RequestError ? e : new RequestError(toErrorInfo(String(e)), null, "set_inputs");
+      const err = asRequestError(e, "set_inputs");
       if (err.kind === "cancelled" || err.kind === "disposed") return;
       w.showError(err);
       showRejected(err.details);
@@ -256,14 +251,7 @@ export function render({ model, el }: RenderProps): () => void {
   }
 
   w.listen(applyBtn, "click", () => void apply());
-  for (const t of [cleanIn, corrIn, answerIn, wrongIn] as HTMLElement[]) {
-    w.listen(t, "keydown", (ev) => {
-      if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey || t.tagName === "INPUT")) {
-        ev.preventDefault();
-        void apply();
-      }
-    });
-  }
+  for (const t of [cleanIn, corrIn, answerIn, wrongIn]) onSubmitKey(w, t, () => void apply());
   w.listen(direction, "change", () => {
     model.set("direction", direction.value);
     model.save_changes();
@@ -280,7 +268,7 @@ export function render({ model, el }: RenderProps): () => void {
     w.client.request("cancel_sweep", {}).catch((e) => {
       cancellingSweep = false;
       invalidate("sweep");
-      const err = e instanceof RequestError ? e : new RequestError(toErrorInfo(String(e)), null, "cancel_sweep");
+      const err = asRequestError(e, "cancel_sweep");
       if (err.kind !== "disposed") w.showError(err);
     });
   });
@@ -332,41 +320,19 @@ export function render({ model, el }: RenderProps): () => void {
     const r = cellRect(card.layout, cell.row, cell.col);
     const x0 = cr.left - mr.left + mapsEl.scrollLeft;
     const y0 = cr.top - mr.top + mapsEl.scrollTop;
-    const tipW = tooltip.offsetWidth || 220;
-    const room = mapsEl.clientWidth || Infinity;
-    let left = x0 + r.x + r.w + 10;
-    if (left + tipW > room && x0 + r.x - tipW - 10 >= 0) left = x0 + r.x - tipW - 10;
-    tooltip.style.left = `${Math.round(left)}px`;
-    tooltip.style.top = `${Math.round(y0 + r.y)}px`;
+    placeTooltip(tooltip, { x: x0 + r.x, y: y0 + r.y, w: r.w, h: r.h }, mapsEl.clientWidth || Infinity, 10, 220);
   }
 
   // ---- drawing --------------------------------------------------------------------------------
-  const dirty = new Set<Part>();
-  let scheduled = false;
-  let frame: number | null = null;
-  let timer: ReturnType<typeof setTimeout> | null = null;
-
-  function invalidate(...parts: Part[]): void {
-    parts.forEach((p) => dirty.add(p));
-    if (scheduled || disposed) return;
-    scheduled = true;
-    if (win && typeof win.requestAnimationFrame === "function") frame = win.requestAnimationFrame(flush);
-    else timer = setTimeout(flush, 16);
-  }
+  const redraw = createRedraw<Part>(draw, { timing: "frame", win });
+  const invalidate = redraw.invalidate;
 
   function width(): number {
     return mapsEl.clientWidth || root.clientWidth || el.clientWidth || 0;
   }
 
-  function isActive(t: HTMLElement): boolean {
-    return (t.getRootNode() as Document | ShadowRoot).activeElement === t;
-  }
-
   function renderInputs(): void {
-    const set = (t: HTMLTextAreaElement | HTMLInputElement, name: string) => {
-      const v = String(model.get(name) ?? "");
-      if (t.value !== v && !isActive(t)) t.value = v;
-    };
+    const set = (t: HTMLTextAreaElement | HTMLInputElement, name: string) => syncInput(t, String(model.get(name) ?? ""));
     set(cleanIn, "clean_prompt");
     set(corrIn, "corrupted_prompt");
     set(answerIn, "answer");
@@ -519,9 +485,7 @@ export function render({ model, el }: RenderProps): () => void {
     const showForeign = state === "running" && !own;
     sweepProgress.hidden = !showForeign;
     if (showForeign) {
-      const pct = spTotal > 0 ? Math.max(0, Math.min(100, (100 * spDone) / spTotal)) : 0;
-      sweepBar.style.width = `${pct.toFixed(1)}%`;
-      sweepProgressBar.setAttribute("aria-valuenow", pct.toFixed(0));
+      sweepBar.set(spDone, spTotal);
       const si = numberOr(sp?.site_index, NaN);
       const ns = numberOr(sp?.n_sites, NaN);
       const where = Number.isFinite(si) && Number.isFinite(ns) && ns > 1 ? ` (site ${si + 1} of ${ns})` : "";
@@ -545,13 +509,7 @@ export function render({ model, el }: RenderProps): () => void {
     cellPanel.render(model.get("cell_result"), ctx);
   }
 
-  function flush(): void {
-    scheduled = false;
-    frame = null;
-    timer = null;
-    if (disposed) return;
-    const d = new Set(dirty);
-    dirty.clear();
+  function draw(d: Set<Part>): void {
     if (d.has("inputs")) renderInputs();
     if (d.has("sitesMenu")) renderSitesMenu();
     if (d.has("tokens")) renderTokens();
@@ -562,20 +520,19 @@ export function render({ model, el }: RenderProps): () => void {
   }
 
   // ---- traits -----------------------------------------------------------------------------------
-  const on = (names: string[], ...parts: Part[]) => names.forEach((n) => w.onModel(`change:${n}`, () => invalidate(...parts)));
-  on(["clean_prompt", "corrupted_prompt", "answer", "wrong", "direction", "metric"], "inputs");
-  on(["answer", "wrong", "metric", "clean_value", "corrupted_value"], "summary");
-  on(["clean_tokens", "corrupted_tokens"], "tokens", "cell");
-  on(["sites", "available_sites"], "sitesMenu", "maps", "sweep");
-  on(["exact", "attribution"], "maps");
-  on(["sweep_state", "sweep_progress"], "sweep");
-  on(["cell_result", "direction"], "cell");
-  w.onModel("change:selected", () => {
+  w.onChange(["clean_prompt", "corrupted_prompt", "answer", "wrong", "direction", "metric"], () => invalidate("inputs"));
+  w.onChange(["answer", "wrong", "metric", "clean_value", "corrupted_value"], () => invalidate("summary"));
+  w.onChange(["clean_tokens", "corrupted_tokens"], () => invalidate("tokens", "cell"));
+  w.onChange(["sites", "available_sites"], () => invalidate("sitesMenu", "maps", "sweep"));
+  w.onChange(["exact", "attribution"], () => invalidate("maps"));
+  w.onChange(["sweep_state", "sweep_progress"], () => invalidate("sweep"));
+  w.onChange(["cell_result", "direction"], () => invalidate("cell"));
+  w.onChange(["selected"], () => {
     localSel = null;
     invalidate("select");
   });
-  w.onModel("change:clean_tokens", () => showRejected(null));
-  w.onModel("change:error", () => {
+  w.onChange(["clean_tokens"], () => showRejected(null));
+  w.onChange(["error"], () => {
     const e = model.get("error") as { details?: unknown } | null;
     if (e && typeof e === "object" && e.details) showRejected(e.details);
   });
@@ -612,28 +569,13 @@ export function render({ model, el }: RenderProps): () => void {
   });
 
   // Relayout when the maps' width changes.
-  let lastWidth = width();
-  const RO = (win as (Window & typeof globalThis) | null)?.ResizeObserver;
-  if (RO) {
-    const ro = new RO(() => {
-      const wd = width();
-      if (Math.abs(wd - lastWidth) >= 8) {
-        lastWidth = wd;
-        invalidate("layout");
-      }
-    });
-    ro.observe(mapsEl);
-    w.addCleanup(() => ro.disconnect());
-  }
+  onWidthChange(w, mapsEl, width, () => invalidate("layout"));
 
   // First paint, synchronously.
-  ALL_PARTS.forEach((p) => dirty.add(p));
-  flush();
+  redraw.flush(...ALL_PARTS);
 
   return () => {
-    disposed = true;
-    if (frame !== null) win?.cancelAnimationFrame?.(frame);
-    if (timer !== null) clearTimeout(timer);
+    redraw.dispose();
     cards.forEach((c) => c.destroy());
     cards.clear();
     cellPanel.destroy();

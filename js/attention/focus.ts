@@ -5,11 +5,12 @@
 
 import type { ColorScale } from "../lib/colors";
 import { sequential } from "../lib/colors";
+import { button, h } from "../lib/dom";
+import { fmt3 } from "../lib/format";
 import type { Cell } from "../lib/heatmap";
 import { Heatmap } from "../lib/heatmap";
 import type { Palette } from "../lib/theme";
 import { TokenStrip, displayToken } from "../lib/tokens";
-import { button, h } from "../lib/widget";
 
 export type Axis = "row" | "col";
 
@@ -142,7 +143,7 @@ export class FocusPanel {
       ...scores.map(([name, v]) => {
         const s = h("span", { class: "lw-score" }, [
           h("span", { class: "lw-score-name", text: name }),
-          h("span", { class: "lw-score-value", text: Number.isFinite(v) ? v.toFixed(3) : "–" }),
+          h("span", { class: "lw-score-value", text: fmt3(v) }),
         ]);
         s.dataset.score = name;
         s.dataset.value = String(v);
@@ -264,7 +265,7 @@ export class FocusPanel {
       this.info.replaceChildren(
         h("span", {
           class: "lw-info-lead",
-          text: `#${cell.row} “${this.tok(cell.row)}” → #${cell.col} “${this.tok(cell.col)}”: ${Number.isFinite(v) ? v.toFixed(3) : "–"}`,
+          text: `#${cell.row} “${this.tok(cell.row)}” → #${cell.col} “${this.tok(cell.col)}”: ${fmt3(v)}`,
         }),
       );
     } else {

@@ -4,23 +4,16 @@
 // from an atlas (one RGBA image of all heads) that is rebuilt only when the patterns, the theme
 // or the thumbnail resolution change; a redraw is then n_layers * n_heads drawImage calls.
 
+import { canvasToPNG, devicePixelRatioOf, now, pixelCanvas, pixelsDataUrl, setupCanvas, snap } from "../lib/canvas";
 import type { ColorScale } from "../lib/colors";
-import { gradientCss, sequential } from "../lib/colors";
+import { extent, gradientCss, sequential } from "../lib/colors";
+import { h, listen } from "../lib/dom";
+import { fmt3 } from "../lib/format";
 import type { GridLayout } from "../lib/heatmap";
-import {
-  cellRect,
-  devicePixelRatioOf,
-  exposeLayout,
-  gridLayout,
-  hitTest,
-  pixelCanvas,
-  setupCanvas,
-  snap,
-  canvasToPNG,
-} from "../lib/heatmap";
+import { cellRect, exposeLayout, gridLayout, hitTest } from "../lib/heatmap";
 import { escapeXml, r2, svgDocument, svgLegend } from "../lib/svg";
 import type { Palette } from "../lib/theme";
-import { h } from "../lib/widget";
+import { placeTooltip } from "../lib/tooltip";
 
 export type Head = [number, number];
 
@@ -139,16 +132,9 @@ export function fillAtlas(
 
 /** Domain for colouring heads by a score: [min(0, lo), hi] (hi > lo). */
 export function scoreDomain(values: ArrayLike<number>): [number, number] {
-  let lo = 0;
-  let hi = -Infinity;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    if (!Number.isFinite(v)) continue;
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
-  }
-  if (!(hi > lo)) hi = lo + 1;
-  return [lo, hi];
+  const [min, max] = extent(values);
+  const lo = min < 0 ? min : 0;
+  return [lo, max > lo ? max : lo + 1];
 }
 
 export interface HeadGridOptions {
@@ -189,17 +175,13 @@ export class HeadGrid {
     this.empty = h("div", { class: "lw-empty", testid: "lw-empty", text: "Run a prompt to see its attention patterns." });
     this.el = h("div", { class: "lw-grid-wrap" }, [this.empty, this.canvas, this.tooltip, this.legend]);
 
-    const on = <K extends keyof HTMLElementEventMap>(type: K, fn: (ev: HTMLElementEventMap[K]) => void) => {
-      this.canvas.addEventListener(type, fn as EventListener);
-      this.offs.push(() => this.canvas.removeEventListener(type, fn as EventListener));
-    };
-    on("mousemove", (ev) => this.setHover(this.headAt(ev)));
-    on("mouseleave", () => this.setHover(null));
-    on("click", (ev) => {
+    listen(this.offs, this.canvas, "mousemove", (ev) => this.setHover(this.headAt(ev)));
+    listen(this.offs, this.canvas, "mouseleave", () => this.setHover(null));
+    listen(this.offs, this.canvas, "click", (ev) => {
       const hd = this.headAt(ev);
       if (hd) this.opts.onClick?.(hd);
     });
-    on("keydown", (ev) => {
+    listen(this.offs, this.canvas, "keydown", (ev) => {
       const d: Record<string, [number, number]> = {
         ArrowUp: [-1, 0],
         ArrowDown: [1, 0],
@@ -344,7 +326,7 @@ export class HeadGrid {
       const v = this.score(s, l, k);
       const row = h("div", { class: "lw-tooltip-row" + (name === this.data.colorBy ? " lw-current" : "") }, [
         h("span", { class: "lw-tooltip-name", text: name }),
-        h("span", { class: "lw-tooltip-value", text: Number.isFinite(v) ? v.toFixed(3) : "–" }),
+        h("span", { class: "lw-tooltip-value", text: fmt3(v) }),
       ]);
       row.dataset.score = name;
       row.dataset.value = String(v);
@@ -360,12 +342,7 @@ export class HeadGrid {
     const r = cellRect(this.layout, l, k);
     const x0 = this.canvas.offsetLeft;
     const y0 = this.canvas.offsetTop;
-    const wrapW = this.el.clientWidth || Infinity;
-    const tipW = this.tooltip.offsetWidth || 160;
-    let left = x0 + r.x + r.w + 8;
-    if (left + tipW > wrapW && x0 + r.x - tipW - 8 >= 0) left = x0 + r.x - tipW - 8;
-    this.tooltip.style.left = `${left}px`;
-    this.tooltip.style.top = `${y0 + r.y}px`;
+    placeTooltip(this.tooltip, { x: x0 + r.x, y: y0 + r.y, w: r.w, h: r.h }, this.el.clientWidth || Infinity, 8, 160);
   }
 
   draw(): void {
@@ -528,12 +505,7 @@ export class HeadGrid {
     const { patterns, T } = this.data;
     if (!patterns) return null;
     const one = fillAtlas(patterns.subarray((l * this.data.nHeads + hd) * T * T, (l * this.data.nHeads + hd + 1) * T * T), 1, 1, T, T, this.patternScale);
-    const c = pixelCanvas(this.canvas.ownerDocument, one, T, T);
-    try {
-      return c ? c.toDataURL("image/png") : null;
-    } catch {
-      return null;
-    }
+    return pixelsDataUrl(this.canvas.ownerDocument, one, T, T);
   }
 
   destroy(): void {
@@ -541,8 +513,4 @@ export class HeadGrid {
     this.atlas = null;
     this.el.remove();
   }
-}
-
-function now(): number {
-  return typeof performance !== "undefined" ? performance.now() : Date.now();
 }

@@ -7,14 +7,10 @@
 
 import type { ColorScale } from "../lib/colors";
 import { diverging, maxAbs } from "../lib/colors";
+import { h } from "../lib/dom";
+import type { TopEntry } from "../lib/format";
+import { fmt3, numberEl, signedBar, topTable } from "../lib/format";
 import { displayToken, tokenTitle } from "../lib/tokens";
-import { h } from "../lib/widget";
-
-export interface TopEntry {
-  token: string;
-  id?: number;
-  prob: number;
-}
 
 export interface AblationResult {
   layer: number;
@@ -36,14 +32,6 @@ export function isResult(x: unknown): x is AblationResult {
   return !!x && typeof x === "object" && Array.isArray((x as AblationResult).delta_logprob);
 }
 
-export function fmt3(v: unknown): string {
-  return typeof v === "number" && Number.isFinite(v) ? v.toFixed(3) : "–";
-}
-
-export function fmtPct(p: unknown): string {
-  return typeof p === "number" && Number.isFinite(p) ? `${(100 * p).toFixed(1)}%` : "–";
-}
-
 /** "Zero-ablating L1H3 (blocks.1.attn.hook_z)". */
 export function resultTitle(r: AblationResult): string {
   const mode = r.mode || "zero";
@@ -51,12 +39,6 @@ export function resultTitle(r: AblationResult): string {
   const label = r.label || `L${r.layer}H${r.head}`;
   const hook = r.hook || `blocks.${r.layer}.attn.hook_z`;
   return `${verb} ${label} (${hook})`;
-}
-
-function numberEl(tag: "span" | "td", testid: string, v: unknown, text: string, cls = "lw-num"): HTMLElement {
-  const el = h(tag, { class: cls, testid, text });
-  el.dataset.value = String(v);
-  return el;
 }
 
 export class ResultPanel {
@@ -91,17 +73,12 @@ export class ResultPanel {
     const next = r.next_tokens ?? [];
 
     const rows = deltas.map((v, p) => {
-      const bar = h("div", { class: "lw-bar" });
-      const frac = Number.isFinite(v) ? Math.min(1, Math.abs(v) / m) : 0;
-      bar.style.width = `${(50 * frac).toFixed(2)}%`;
-      bar.style.left = v < 0 ? `${(50 - 50 * frac).toFixed(2)}%` : "50%";
-      bar.style.background = this.scale.css(v);
       const row = h("div", { class: "lw-delta-row", testid: "lw-delta-row" }, [
         h("span", { class: "lw-pos", text: String(p) }),
         h("span", { class: "lw-tok", text: displayToken(tokens[p] ?? "") }),
         h("span", { class: "lw-arrow", text: "→" }),
         h("span", { class: "lw-tok lw-next", text: displayToken(next[p] ?? "") }),
-        h("div", { class: "lw-bar-cell" }, [h("div", { class: "lw-bar-zero" }), bar]),
+        signedBar(v, m, this.scale),
         numberEl("span", "lw-delta", v, fmt3(v), "lw-num lw-delta"),
       ]);
       row.dataset.pos = String(p);
@@ -113,23 +90,6 @@ export class ResultPanel {
         `log p before ${fmt3(before)}, after ${fmt3(after)}, change ${fmt3(v)}`;
       return row;
     });
-
-    const table = (testid: string, caption: string, entries: TopEntry[] | undefined) => {
-      const body = h("tbody");
-      (entries ?? []).forEach((e, i) => {
-        const tr = h("tr", { class: "lw-top-row", testid: "lw-top-row" }, [
-          h("td", { class: "lw-rank", text: String(i + 1) }),
-          h("td", { class: "lw-tok", testid: "lw-top-token", text: displayToken(e.token) }),
-          numberEl("td", "lw-top-prob", e.prob, fmtPct(e.prob)),
-        ]);
-        tr.dataset.value = String(e.prob);
-        tr.dataset.rank = String(i + 1);
-        tr.dataset.token = String(e.token);
-        tr.title = `${JSON.stringify(e.token)}${e.id !== undefined ? ` (id ${e.id})` : ""}: p = ${e.prob}`;
-        body.appendChild(tr);
-      });
-      return h("table", { class: "lw-top", testid }, [h("caption", { text: caption }), body]);
-    };
 
     const lastTok = tokens.length ? displayToken(tokens[tokens.length - 1]) : "";
     const label = r.label || `L${r.layer}H${r.head}`;
@@ -153,8 +113,8 @@ export class ResultPanel {
       ]),
       h("div", { class: "lw-tops-title", text: `Top next-token predictions after “${lastTok}” (last position)` }),
       h("div", { class: "lw-tops" }, [
-        table("lw-top-before", "Before", r.top_before),
-        table("lw-top-after", `After ablating ${label}`, r.top_after),
+        topTable("lw-top-before", "Before", r.top_before),
+        topTable("lw-top-after", `After ablating ${label}`, r.top_after),
       ]),
     );
     this.el.hidden = false;

@@ -27,11 +27,13 @@ export function numel(shape: readonly number[]): number {
   return n;
 }
 
-function asBytes(view: Bytes): Uint8Array {
+/** The bytes of a trait value (a DataView, ArrayBuffer or typed array: no copy), or null for anything else. */
+export function asBytes(view: unknown): Uint8Array | null {
+  if (!view) return null;
   if (view instanceof Uint8Array) return view;
   if (view instanceof ArrayBuffer) return new Uint8Array(view);
   if (ArrayBuffer.isView(view)) return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
-  throw new TypeError("decodeTensor: expected a DataView, ArrayBuffer or Uint8Array");
+  return null;
 }
 
 /** A typed-array-aligned copy only when the bytes are not aligned for `align`-byte elements. */
@@ -93,6 +95,7 @@ export function decodeTensor(view: Bytes, meta: TensorMeta): Tensor {
   }
   const n = numel(shape);
   const bytes = asBytes(view);
+  if (!bytes) throw new TypeError("decodeTensor: expected a DataView, ArrayBuffer or Uint8Array");
   const expected = n * BYTES[meta.dtype];
   if (bytes.byteLength !== expected) {
     throw new Error(

@@ -1,10 +1,11 @@
-// Numbers and top-k tables as DOM, shared by the result/cell panels of several views.
+// Numbers, signed bars and top-k tables as DOM, shared by the result/cell/detail panels of the views.
 //
 // Numbers: an element with data-value = the exact JSON number (String(v)) and text = v.toFixed(3)
 // (probabilities: (100 p).toFixed(1) + "%"). Tokens are text (displayToken), never HTML.
 
+import type { ColorScale } from "./colors";
+import { h } from "./dom";
 import { displayToken } from "./tokens";
-import { h } from "./widget";
 
 export interface TopEntry {
   token: string;
@@ -27,6 +28,19 @@ export function numberEl(tag: "span" | "td" | "div", testid: string, v: unknown,
   const el = h(tag, { class: cls, testid, text });
   el.dataset.value = String(v);
   return el;
+}
+
+/**
+ * A signed value as a bar growing left (negative) or right (positive) from a zero line in the
+ * middle, |v| / maxAbs of the half width, coloured by `scale` (a .lw-bar-cell element).
+ */
+export function signedBar(v: number, maxAbs: number, scale: ColorScale): HTMLElement {
+  const bar = h("div", { class: "lw-bar" });
+  const frac = Number.isFinite(v) ? Math.min(1, Math.abs(v) / maxAbs) : 0;
+  bar.style.width = `${(50 * frac).toFixed(2)}%`;
+  bar.style.left = v < 0 ? `${(50 - 50 * frac).toFixed(2)}%` : "50%";
+  bar.style.background = scale.css(v);
+  return h("div", { class: "lw-bar-cell" }, [h("div", { class: "lw-bar-zero" }), bar]);
 }
 
 /**

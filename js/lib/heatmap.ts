@@ -4,21 +4,17 @@
 // The grid geometry lives in `GridLayout` and is exposed on the canvas as data attributes so
 // browser tests can click a cell: centre of (r, c) = origin + c * (cell + gap) + cell / 2.
 
+import type { GridGeometry, Rect } from "./canvas";
+import { canvasToPNG, devicePixelRatioOf, exposeGrid, pixelCanvas, pixelsDataUrl, setupCanvas, snap } from "./canvas";
 import type { ColorScale } from "./colors";
 import { contrastText } from "./colors";
+import { listen } from "./dom";
 import { escapeXml, r2, svgDocument, svgLegend } from "./svg";
 
-export interface GridLayout {
-  rows: number;
-  cols: number;
-  /** Cell size in CSS px. */
-  cellW: number;
-  cellH: number;
+/** Rows x cols cells of cellW x cellH CSS px with cell (0, 0) at (originX, originY) in the canvas. */
+export interface GridLayout extends GridGeometry {
   /** Space between cells in CSS px. */
   gap: number;
-  /** CSS px offset of cell (0, 0)'s top-left corner inside the canvas. */
-  originX: number;
-  originY: number;
   /** Canvas size in CSS px. */
   width: number;
   height: number;
@@ -27,13 +23,6 @@ export interface GridLayout {
 export interface Cell {
   row: number;
   col: number;
-}
-
-export interface Rect {
-  x: number;
-  y: number;
-  w: number;
-  h: number;
 }
 
 export interface Highlight {
@@ -94,58 +83,11 @@ export function cellCenter(l: GridLayout, row: number, col: number): { x: number
   return { x: r.x + r.w / 2, y: r.y + r.h / 2 };
 }
 
-/** Write the layout onto the canvas as data attributes (data-rows, data-cols, data-cell, ...). */
+/** Write the layout onto the canvas as data attributes: exposeGrid's, plus data-cell and data-gap. */
 export function exposeLayout(canvas: HTMLCanvasElement, l: GridLayout): void {
-  const d = canvas.dataset;
-  d.rows = String(l.rows);
-  d.cols = String(l.cols);
-  d.cell = String(l.cellW);
-  d.cellW = String(l.cellW);
-  d.cellH = String(l.cellH);
-  d.gap = String(l.gap);
-  d.originX = String(l.originX);
-  d.originY = String(l.originY);
-}
-
-export function devicePixelRatioOf(el: Element): number {
-  const r = el.ownerDocument?.defaultView?.devicePixelRatio;
-  return typeof r === "number" && r > 0 ? r : 1;
-}
-
-/**
- * Size a canvas for `cssW` x `cssH` CSS px at the device pixel ratio and return its 2D context
- * with an identity transform (callers draw in device px), or null where there is no 2D canvas
- * (e.g. happy-dom in tests).
- */
-export function setupCanvas(canvas: HTMLCanvasElement, cssW: number, cssH: number): CanvasRenderingContext2D | null {
-  const dpr = devicePixelRatioOf(canvas);
-  const w = Math.max(1, Math.round(cssW * dpr));
-  const h = Math.max(1, Math.round(cssH * dpr));
-  if (canvas.width !== w) canvas.width = w;
-  if (canvas.height !== h) canvas.height = h;
-  canvas.style.width = `${cssW}px`;
-  canvas.style.height = `${cssH}px`;
-  const ctx = get2d(canvas);
-  if (ctx) ctx.setTransform(1, 0, 0, 1, 0, 0);
-  return ctx;
-}
-
-export function get2d(canvas: HTMLCanvasElement): CanvasRenderingContext2D | null {
-  try {
-    const ctx = canvas.getContext("2d");
-    return ctx && typeof (ctx as CanvasRenderingContext2D).fillRect === "function" ? (ctx as CanvasRenderingContext2D) : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Device-pixel rectangle of a CSS rectangle, snapped so that neighbouring cells share edges. */
-export function snap(r: Rect, dpr: number): Rect {
-  const x0 = Math.round(r.x * dpr);
-  const y0 = Math.round(r.y * dpr);
-  const x1 = Math.round((r.x + r.w) * dpr);
-  const y1 = Math.round((r.y + r.h) * dpr);
-  return { x: x0, y: y0, w: Math.max(1, x1 - x0), h: Math.max(1, y1 - y0) };
+  exposeGrid(canvas, l);
+  canvas.dataset.cell = String(l.cellW);
+  canvas.dataset.gap = String(l.gap);
 }
 
 /**
@@ -176,20 +118,6 @@ export function fillPixels(
     }
   }
   return out;
-}
-
-/** An offscreen canvas holding `pixels` (w x h RGBA), or null without a 2D canvas. */
-export function pixelCanvas(doc: Document, pixels: Uint8ClampedArray, w: number, h: number): HTMLCanvasElement | null {
-  if (w <= 0 || h <= 0) return null;
-  const c = doc.createElement("canvas");
-  c.width = w;
-  c.height = h;
-  const ctx = get2d(c);
-  if (!ctx || typeof ctx.createImageData !== "function") return null;
-  const img = ctx.createImageData(w, h);
-  img.data.set(pixels);
-  ctx.putImageData(img, 0, 0);
-  return c;
 }
 
 export interface HeatmapOptions {
@@ -252,24 +180,20 @@ export class Heatmap {
     this.cellH = opts.cellH ?? this.cellW;
     this.gap = opts.gap ?? 0;
     this.margin = opts.margin ?? 2;
-    const on = <K extends keyof HTMLElementEventMap>(type: K, fn: (ev: HTMLElementEventMap[K]) => void) => {
-      this.canvas.addEventListener(type, fn as EventListener);
-      this.offs.push(() => this.canvas.removeEventListener(type, fn as EventListener));
-    };
-    on("mousemove", (ev) => {
+    listen(this.offs, this.canvas, "mousemove", (ev) => {
       const cell = this.cellAt(ev);
       if (cell?.row !== this.hovered?.row || cell?.col !== this.hovered?.col) {
         this.hovered = cell;
         this.opts.onHover?.(cell, ev);
       }
     });
-    on("mouseleave", (ev) => {
+    listen(this.offs, this.canvas, "mouseleave", (ev) => {
       if (this.hovered) {
         this.hovered = null;
         this.opts.onHover?.(null, ev);
       }
     });
-    on("click", (ev) => {
+    listen(this.offs, this.canvas, "click", (ev) => {
       const cell = this.cellAt(ev);
       if (cell) this.opts.onClick?.(cell, ev);
     });
@@ -484,12 +408,7 @@ export class Heatmap {
 
   private cellsDataUrl(): string | null {
     if (!this.scale) return null;
-    const c = pixelCanvas(this.canvas.ownerDocument, fillPixels(this.values, this.scale), this.cols, this.rows);
-    try {
-      return c ? c.toDataURL("image/png") : null;
-    } catch {
-      return null;
-    }
+    return pixelsDataUrl(this.canvas.ownerDocument, fillPixels(this.values, this.scale), this.cols, this.rows);
   }
 
   destroy(): void {
@@ -497,15 +416,4 @@ export class Heatmap {
     this.canvas.remove();
     this.image = null;
   }
-}
-
-export function canvasToPNG(canvas: HTMLCanvasElement): Promise<Blob | null> {
-  return new Promise((resolve) => {
-    try {
-      if (typeof canvas.toBlob !== "function") return resolve(null);
-      canvas.toBlob((b) => resolve(b), "image/png");
-    } catch {
-      resolve(null);
-    }
-  });
 }

@@ -9,6 +9,7 @@
 // are not for an open request (unknown id, id null, junk) are ignored, or passed to `onUnmatched`.
 // anywidget's experimental `invoke` is not used (3 s timeout, absent in marimo).
 
+import { isObject } from "./json";
 import type { AnyModel, ErrorInfo } from "./types";
 
 export interface Progress {
@@ -48,6 +49,11 @@ export class RequestError extends Error implements ErrorInfo {
   }
 }
 
+/** `e` (what a request rejected with) as a RequestError: itself, or a generic one for request `requestKind`. */
+export function asRequestError(e: unknown, requestKind: string): RequestError {
+  return e instanceof RequestError ? e : new RequestError(toErrorInfo(String(e)), null, requestKind);
+}
+
 export interface RequestHandle {
   id: string;
   kind: string;
@@ -84,10 +90,6 @@ interface Open {
 let counter = 0;
 /** Ids unique within the bundle, so two views of one model never share an id. */
 export const defaultNewId = (): string => `r${++counter}`;
-
-function isObject(x: unknown): x is Record<string, any> {
-  return typeof x === "object" && x !== null && !Array.isArray(x);
-}
 
 function num(x: unknown, fallback: number): number {
   return typeof x === "number" && Number.isFinite(x) ? x : fallback;

@@ -16,6 +16,11 @@ export function r2(x: number): string {
   return String(Math.round(x * 100) / 100);
 }
 
+/** `text` cut to at most `max` characters, ending in "…" when cut (export titles). */
+export function shorten(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 3)}…` : text;
+}
+
 export const SVG_FONT = "Helvetica, Arial, sans-serif";
 
 export function svgDocument(width: number, height: number, body: string[], bg = "#ffffff"): string {

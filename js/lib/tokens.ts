@@ -2,6 +2,9 @@
 // heatmap row or column). Tokens are set with `textContent` only, never as HTML, so a token like
 // `<img src=x onerror=alert(1)>` shows those characters. Whitespace is made visible.
 
+import { listen } from "./dom";
+import { strings } from "./json";
+
 /** Markers for characters that would otherwise be invisible. */
 export const WHITESPACE_MARKERS: Record<string, string> = {
   " ": "·",
@@ -78,31 +81,27 @@ export class TokenStrip {
       const i = Number(item.dataset.index);
       return Number.isInteger(i) ? i : null;
     };
-    const on = (type: string, fn: (ev: MouseEvent) => void) => {
-      this.el.addEventListener(type, fn as EventListener);
-      this.offs.push(() => this.el.removeEventListener(type, fn as EventListener));
-    };
-    on("mouseover", (ev) => {
+    listen(this.offs, this.el, "mouseover", (ev) => {
       const i = indexOf(ev);
       if (i !== this.hovered) {
         this.hovered = i;
         this.opts.onHover?.(i, ev);
       }
     });
-    on("mouseleave", (ev) => {
+    listen(this.offs, this.el, "mouseleave", (ev) => {
       if (this.hovered !== null) {
         this.hovered = null;
         this.opts.onHover?.(null, ev);
       }
     });
-    on("click", (ev) => {
+    listen(this.offs, this.el, "click", (ev) => {
       const i = indexOf(ev);
       if (i !== null) this.opts.onClick?.(i, ev);
     });
   }
 
   setTokens(tokens: readonly unknown[]): this {
-    this.tokens = tokens.map((t) => (typeof t === "string" ? t : String(t ?? "")));
+    this.tokens = strings(tokens);
     const doc = this.el.ownerDocument;
     const frag = doc.createDocumentFragment();
     this.items = this.tokens.map((tok, i) => {

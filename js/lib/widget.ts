@@ -1,13 +1,15 @@
-// Shared widget chrome: the root element, header/toolbar, error banner, busy/progress indicator
-// with Cancel, Export menu (PNG / SVG), theme handling and the request client. Each view builds
-// its own content into `body` and calls `w.request(kind, args)` for clicks.
+// Shared widget chrome: the root element, header/toolbar, error banner (request and decode
+// errors), busy/progress indicator with Cancel, Export menu (PNG / SVG), theme handling, the
+// request client, and trait / DOM / resize subscriptions removed at dispose. Each view builds its
+// own content into `body` and calls `w.request(kind, args)` for clicks.
 //
 // Elements (data-testid): lw-root, lw-error (role=alert; lw-error-message, lw-error-dismiss),
 // lw-busy (lw-busy-label, lw-progress, lw-cancel), lw-export (lw-export-menu, lw-export-<id>).
 
 import type { Theme } from "./colors";
+import { button, h, listen } from "./dom";
 import type { Client, Progress, Reply, RequestHandle } from "./protocol";
-import { RequestError, createClient, toErrorInfo } from "./protocol";
+import { asRequestError, createClient, toErrorInfo } from "./protocol";
 import type { Palette } from "./theme";
 import { applyTheme, readPalette, watchHostTheme } from "./theme";
 import type { AnyModel, ErrorInfo } from "./types";
@@ -35,6 +37,8 @@ export interface Widget {
   /** True while this view has a request open. */
   pending(): boolean;
   showError(info: ErrorInfo | null): void;
+  /** Run `decode`; if it throws, show "Could not decode the <what>: <message>" (kind "decode") and give null. */
+  decode<T>(what: string, decode: () => T): T | null;
   /** The Export menu asks for its items each time it opens. */
   setExports(items: () => ExportItem[]): void;
   /** Called after the theme (trait or host) changes, with the new palette. */
@@ -43,6 +47,8 @@ export interface Widget {
   onPending(cb: (open: RequestHandle[]) => void): void;
   /** model.on with removal on dispose. */
   onModel(event: string, cb: (...args: any[]) => void): void;
+  /** Call `cb` when any of these traits changes (model.on("change:<trait>") for each). */
+  onChange(traits: readonly string[], cb: () => void): void;
   /** addEventListener with removal on dispose. */
   listen<K extends keyof HTMLElementEventMap>(
     target: HTMLElement | Window | Document,
@@ -50,6 +56,8 @@ export interface Widget {
     fn: (ev: HTMLElementEventMap[K]) => void,
     opts?: AddEventListenerOptions,
   ): void;
+  /** Call `cb` when `target` is resized (ResizeObserver; never where the window has none); stops at dispose. */
+  observeResize(target: Element, cb: () => void): void;
   /** Run at dispose. */
   addCleanup(fn: () => void): void;
   dispose(): void;
@@ -60,25 +68,24 @@ export interface WidgetOptions {
   name: string;
 }
 
-/** An element with a class and optional test id, built without innerHTML. */
-export function h<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  props: { class?: string; testid?: string; text?: string; attrs?: Record<string, string> } = {},
-  children: Array<Node | null | undefined> = [],
-): HTMLElementTagNameMap[K] {
-  const el = document.createElement(tag);
-  if (props.class) el.className = props.class;
-  if (props.testid) el.dataset.testid = props.testid;
-  if (props.text !== undefined) el.textContent = props.text;
-  if (props.attrs) for (const [k, v] of Object.entries(props.attrs)) el.setAttribute(k, v);
-  for (const c of children) if (c) el.appendChild(c);
-  return el;
+export interface ProgressBar {
+  readonly el: HTMLElement;
+  /** Show `done` of `total` (0 % when total is 0; clamped to 0..100 %). */
+  set(done: number, total: number): void;
 }
 
-export function button(label: string, testid: string, cls = "lw-btn"): HTMLButtonElement {
-  const b = h("button", { class: cls, testid, text: label });
-  b.type = "button";
-  return b;
+/** A progress bar (role progressbar, aria-valuenow in %) with this test id. */
+export function progressBar(testid: string): ProgressBar {
+  const bar = h("div", { class: "lw-progress-bar" });
+  const el = h("div", { class: "lw-progress", testid, attrs: { role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100" } }, [bar]);
+  return {
+    el,
+    set: (done, total) => {
+      const pct = total > 0 ? Math.max(0, Math.min(100, (100 * done) / total)) : 0;
+      bar.style.width = `${pct.toFixed(1)}%`;
+      el.setAttribute("aria-valuenow", pct.toFixed(0));
+    },
+  };
 }
 
 /** Save a blob as a file via a temporary <a download> inside `root` (works in shadow roots). */
@@ -131,15 +138,14 @@ export function createWidget(model: AnyModel, el: HTMLElement, opts: WidgetOptio
 
   // Busy indicator.
   const busyLabel = h("span", { class: "lw-busy-label", testid: "lw-busy-label" });
-  const bar = h("div", { class: "lw-progress-bar" });
-  const progress = h("div", { class: "lw-progress", testid: "lw-progress", attrs: { role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100" } }, [bar]);
-  progress.hidden = true;
+  const progress = progressBar("lw-progress");
+  progress.el.hidden = true;
   const cancelBtn = button("Cancel", "lw-cancel", "lw-btn lw-btn-small");
   cancelBtn.hidden = true;
   const busyBox = h("div", { class: "lw-busy", testid: "lw-busy", attrs: { "aria-live": "polite" } }, [
     h("span", { class: "lw-spinner", attrs: { "aria-hidden": "true" } }),
     busyLabel,
-    progress,
+    progress.el,
     cancelBtn,
   ]);
   busyBox.hidden = true;
@@ -163,10 +169,6 @@ export function createWidget(model: AnyModel, el: HTMLElement, opts: WidgetOptio
   const progressById = new Map<string, Progress>();
   let cancelling = false;
 
-  const listen: Widget["listen"] = (target, type, fn, o) => {
-    target.addEventListener(type, fn as EventListener, o);
-    cleanups.push(() => target.removeEventListener(type, fn as EventListener, o));
-  };
   const onModel = (event: string, cb: (...args: any[]) => void) => {
     model.on(event, cb);
     cleanups.push(() => model.off(event, cb));
@@ -201,14 +203,12 @@ export function createWidget(model: AnyModel, el: HTMLElement, opts: WidgetOptio
     const p = open.map((o) => progressById.get(o.id)).filter((x): x is Progress => !!x).pop();
     let label = cancelling ? `Cancelling ${kind}…` : `Running ${kind}…`;
     if (p) {
-      const pct = p.total > 0 ? Math.max(0, Math.min(100, (100 * p.done) / p.total)) : 0;
-      bar.style.width = `${pct.toFixed(1)}%`;
-      progress.setAttribute("aria-valuenow", pct.toFixed(0));
-      progress.hidden = false;
+      progress.set(p.done, p.total);
+      progress.el.hidden = false;
       label += p.total > 0 ? ` ${p.done}/${p.total}` : "";
       if (p.message) label += ` ${p.message}`;
     } else {
-      progress.hidden = true;
+      progress.el.hidden = true;
     }
     busyLabel.textContent = label;
     cancelBtn.hidden = !p || open.length === 0;
@@ -241,18 +241,35 @@ export function createWidget(model: AnyModel, el: HTMLElement, opts: WidgetOptio
         },
       });
     } catch (e) {
-      const err = e instanceof RequestError ? e : new RequestError(toErrorInfo(String(e)), null, kind);
+      const err = asRequestError(e, kind);
       if (err.kind !== "cancelled" && err.kind !== "disposed") showError(err);
       return null;
     }
   }
 
-  listen(cancelBtn, "click", () => {
+  function decode<T>(what: string, fn: () => T): T | null {
+    try {
+      return fn();
+    } catch (e) {
+      showError({ kind: "decode", message: `Could not decode the ${what}: ${(e as Error).message}` });
+      return null;
+    }
+  }
+
+  const observeResize = (target: Element, cb: () => void) => {
+    const RO = (root.ownerDocument.defaultView as (Window & typeof globalThis) | null)?.ResizeObserver;
+    if (!RO) return;
+    const ro = new RO(() => cb());
+    ro.observe(target);
+    cleanups.push(() => ro.disconnect());
+  };
+
+  listen(cleanups, cancelBtn, "click", () => {
     cancelling = true;
     for (const o of client.pending()) if (progressById.has(o.id)) client.cancel(o.id);
     renderBusy();
   });
-  listen(errDismiss, "click", () => showError(null));
+  listen(cleanups, errDismiss, "click", () => showError(null));
 
   // Export menu.
   const closeMenu = () => {
@@ -282,11 +299,11 @@ export function createWidget(model: AnyModel, el: HTMLElement, opts: WidgetOptio
     menu.hidden = false;
     exportBtn.setAttribute("aria-expanded", "true");
   };
-  listen(exportBtn, "click", () => (menu.hidden ? openMenu() : closeMenu()));
-  listen(root, "click", (ev) => {
+  listen(cleanups, exportBtn, "click", () => (menu.hidden ? openMenu() : closeMenu()));
+  listen(cleanups, root, "click", (ev) => {
     if (!menu.hidden && !exportBox.contains(ev.target as Node)) closeMenu();
   });
-  listen(root, "keydown", (ev) => {
+  listen(cleanups, root, "keydown", (ev) => {
     if (ev.key === "Escape" && !menu.hidden) {
       closeMenu();
       ev.stopImmediatePropagation();
@@ -331,13 +348,16 @@ export function createWidget(model: AnyModel, el: HTMLElement, opts: WidgetOptio
     request,
     pending: () => client.pending().length > 0,
     showError,
+    decode,
     setExports: (f) => {
       exportItems = f;
     },
     onTheme: (cb) => themeSubs.push(cb),
     onPending: (cb) => pendingSubs.push(cb),
     onModel,
-    listen,
+    onChange: (traits, cb) => traits.forEach((t) => onModel(`change:${t}`, cb)),
+    listen: (target, type, fn, o) => listen(cleanups, target, type, fn, o),
+    observeResize,
     addCleanup: (fn) => cleanups.push(fn),
     dispose: () => {
       if (disposed) return;

@@ -9,7 +9,7 @@
 //   vocab        {str(id): token string}
 
 import type { Bytes } from "../lib/buffers";
-import { decodeTensor } from "../lib/buffers";
+import { asBytes, decodeTensor } from "../lib/buffers";
 
 export type LensMode = "top" | "target_prob" | "target_rank";
 
@@ -36,14 +36,6 @@ export interface TargetStats {
   prob: Float32Array | null;
   rank: Float32Array | null;
   logit: Float32Array | null;
-}
-
-function asBytes(view: unknown): Uint8Array | null {
-  if (!view) return null;
-  if (view instanceof Uint8Array) return view;
-  if (view instanceof ArrayBuffer) return new Uint8Array(view);
-  if (ArrayBuffer.isView(view)) return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
-  return null;
 }
 
 /** Byte length of a trait value (0 for anything that is not bytes). */

@@ -9,15 +9,10 @@
 
 import type { Theme } from "../lib/colors";
 import { diverging } from "../lib/colors";
+import { button, h } from "../lib/dom";
+import type { TopEntry } from "../lib/format";
+import { fmt3, fmtPct, numberEl, signedBar } from "../lib/format";
 import { displayToken } from "../lib/tokens";
-import { button, h } from "../lib/widget";
-import { fmtProb } from "./table";
-
-export interface TopEntry {
-  token: string;
-  id: number;
-  prob: number;
-}
 
 export interface DLA {
   labels: string[];
@@ -25,6 +20,8 @@ export interface DLA {
   kinds?: string[];
   values: number[];
   logit: number;
+  /** What `logit` is, e.g. "logit − mean logit" (centred DLA); default "logit". */
+  quantity?: string;
   remainder: number;
   unexplained?: number;
 }
@@ -35,7 +32,8 @@ export interface CellDetail {
   row_label?: string;
   hook?: string;
   token?: string;
-  top?: TopEntry[];
+  /** Each entry has its token id. */
+  top?: Array<Required<TopEntry>>;
   target?: number;
   target_text?: string;
   target_prob?: number;
@@ -58,10 +56,6 @@ export function isAblatable(label: string): boolean {
   return /^L\d+H\d+$/.test(label) || /^mlp\d+$/.test(label);
 }
 
-export function fmt3(v: unknown): string {
-  return typeof v === "number" && Number.isFinite(v) ? v.toFixed(3) : "–";
-}
-
 /** Component indices by |value|, largest first (stable: ties keep their order). */
 export function dlaOrder(values: readonly number[]): number[] {
   const mag = (v: number) => (Number.isFinite(v) ? Math.abs(v) : -1);
@@ -73,12 +67,6 @@ export function dlaSum(values: readonly number[]): number {
   let s = 0;
   for (const v of values) if (Number.isFinite(v)) s += v;
   return s;
-}
-
-function numberEl(tag: "span" | "td", testid: string, v: unknown, text: string, cls = "lw-num"): HTMLElement {
-  const el = h(tag, { class: cls, testid, text });
-  el.dataset.value = String(v);
-  return el;
 }
 
 export interface DetailPanelOptions {
@@ -174,7 +162,7 @@ export class DetailPanel {
         h("span", { class: "lw-rank", text: String(i + 1) }),
         h("span", { class: "lw-tok", testid: "lw-topk-token", text: displayToken(e.token) }),
         h("span", { class: "lw-ll-pbar-cell" }, [bar]),
-        numberEl("span", "lw-topk-prob", e.prob, fmtProb(e.prob)),
+        numberEl("span", "lw-topk-prob", e.prob, fmtPct(e.prob)),
       ]);
       row.dataset.value = String(e.prob);
       row.dataset.tokenId = String(e.id);
@@ -191,7 +179,7 @@ export class DetailPanel {
       parts.push(
         h("div", { class: "lw-ll-detail-target", testid: "lw-detail-target" }, [
           h("span", { text: `Target “${displayToken(targetText)}” (id ${d.target}): p = ` }),
-          numberEl("span", "lw-detail-target-prob", d.target_prob, fmtProb(d.target_prob ?? NaN)),
+          numberEl("span", "lw-detail-target-prob", d.target_prob, fmtPct(d.target_prob)),
           h("span", { text: " · rank " }),
           numberEl("span", "lw-detail-target-rank", d.target_rank, typeof d.target_rank === "number" ? String(d.target_rank) : "–"),
         ]),
@@ -219,14 +207,9 @@ export class DetailPanel {
       const v = values[i];
       const kind = dla.kinds?.[i] ?? "";
       const hook = dla.hooks?.[i] ?? "";
-      const bar = h("div", { class: "lw-bar" });
-      const frac = Number.isFinite(v) ? Math.min(1, Math.abs(v) / m) : 0;
-      bar.style.width = `${(50 * frac).toFixed(2)}%`;
-      bar.style.left = v < 0 ? `${(50 - 50 * frac).toFixed(2)}%` : "50%";
-      bar.style.background = scale.css(v);
       const cells: Node[] = [
         h("span", { class: "lw-ll-dla-label", text: label }),
-        h("div", { class: "lw-bar-cell" }, [h("div", { class: "lw-bar-zero" }), bar]),
+        signedBar(v, m, scale),
         numberEl("span", "lw-dla-value", v, fmt3(v)),
       ];
       if (isAblatable(label)) {
@@ -253,7 +236,7 @@ export class DetailPanel {
       numberEl("span", "lw-dla-sum", sum, fmt3(sum)),
       h("span", { class: "lw-muted", text: " + remainder " }),
       numberEl("span", "lw-dla-remainder", dla.remainder, fmt3(dla.remainder)),
-      h("span", { class: "lw-muted", text: " = logit " }),
+      h("span", { class: "lw-muted", text: ` = ${dla.quantity ?? "logit"} ` }),
       numberEl("span", "lw-dla-logit", dla.logit, fmt3(dla.logit)),
     ]);
     const out: Node[] = [

@@ -20,15 +20,18 @@
 // canvas-relative CSS px (what Playwright's click(position=...) takes); `canvas.lwCellCenter(r, p)`
 // returns the centre without scrolling, or null when the cell is not fully visible.
 
+import type { Rect } from "../lib/canvas";
+import { canvasToPNG, devicePixelRatioOf, exposeGrid, get2d, now, setupCanvas } from "../lib/canvas";
 import type { ColorScale, RGB } from "../lib/colors";
 import { MISSING, contrastText, gradientCss, rgbCss, sequential } from "../lib/colors";
-import { canvasToPNG, devicePixelRatioOf, get2d, setupCanvas } from "../lib/heatmap";
+import { h, hasFocus, listen } from "../lib/dom";
+import { fmtPct } from "../lib/format";
 import { escapeXml, r2, svgDocument, svgLegend } from "../lib/svg";
 import type { Palette } from "../lib/theme";
 import { displayToken } from "../lib/tokens";
+import { placeTooltip } from "../lib/tooltip";
 import type { VGrid, VHit, VWindow, Viewport } from "../lib/virtual";
 import { cellViewRect, contentSize, hitTestView, maxScroll, scrollToShow, visibleWindow, windowCells } from "../lib/virtual";
-import { h } from "../lib/widget";
 import type { LensMode, Shade, TargetStats, TopTable } from "./data";
 import { cellTop, shadeValues, top1, vocabToken } from "./data";
 
@@ -109,14 +112,6 @@ export function fitText(text: string, maxW: number, measure: (s: string) => numb
   return chars.slice(0, lo).join("") + "…";
 }
 
-export function fmtProb(p: number): string {
-  return Number.isFinite(p) ? `${(100 * p).toFixed(1)}%` : "–";
-}
-
-function now(): number {
-  return typeof performance !== "undefined" ? performance.now() : Date.now();
-}
-
 export class LensTableView {
   readonly el: HTMLElement;
   readonly scroller: HTMLElement;
@@ -164,26 +159,17 @@ export class LensTableView {
     this.canvas.lwScrollToCell = (r, p) => this.scrollToCell(r, p);
     this.canvas.lwCellCenter = (r, p) => this.cellCenter(r, p);
 
-    const on = <K extends keyof HTMLElementEventMap>(
-      target: HTMLElement,
-      type: K,
-      fn: (ev: HTMLElementEventMap[K]) => void,
-      o?: AddEventListenerOptions,
-    ) => {
-      target.addEventListener(type, fn as EventListener, o);
-      this.offs.push(() => target.removeEventListener(type, fn as EventListener, o));
-    };
-    on(this.scroller, "scroll", () => {
+    listen(this.offs, this.scroller, "scroll", () => {
       // What is under the pointer moved: forget the hover until the next mousemove.
       this.hover = null;
       this.hideTooltip();
       this.schedule();
     }, { passive: true });
-    on(this.canvas, "focus", () => this.schedule());
-    on(this.canvas, "blur", () => this.schedule());
-    on(this.canvas, "mousemove", (ev) => this.setHover(this.hitAt(ev)));
-    on(this.canvas, "mouseleave", () => this.setHover(null));
-    on(this.canvas, "click", (ev) => {
+    listen(this.offs, this.canvas, "focus", () => this.schedule());
+    listen(this.offs, this.canvas, "blur", () => this.schedule());
+    listen(this.offs, this.canvas, "mousemove", (ev) => this.setHover(this.hitAt(ev)));
+    listen(this.offs, this.canvas, "mouseleave", () => this.setHover(null));
+    listen(this.offs, this.canvas, "click", (ev) => {
       const hit = this.hitAt(ev);
       if (!hit) return;
       if (hit.kind === "cell") {
@@ -202,7 +188,7 @@ export class LensTableView {
         if (tok !== undefined) this.opts.onTarget(tok);
       }
     });
-    on(this.canvas, "keydown", (ev) => this.onKey(ev));
+    listen(this.offs, this.canvas, "keydown", (ev) => this.onKey(ev));
   }
 
   // ---- geometry -------------------------------------------------------------------------------
@@ -361,10 +347,10 @@ export class LensTableView {
     const lines = [
       `${this.rowLabel(row)}  ${d.rowHooks[row] ?? ""}`.trim(),
       `pos ${pos} ${JSON.stringify(d.tokens[pos] ?? "")}`,
-      ...cellTop(t, row, pos, 5).map((e, i) => `${i + 1}. ${JSON.stringify(vocabToken(d.vocab, e.id))} ${fmtProb(e.prob)}`),
+      ...cellTop(t, row, pos, 5).map((e, i) => `${i + 1}. ${JSON.stringify(vocabToken(d.vocab, e.id))} ${fmtPct(e.prob)}`),
     ];
     const st = this.targetAt(row, pos);
-    if (st) lines.push(`target ${JSON.stringify(d.targetText)}: ${fmtProb(st.prob)}, rank ${Number.isFinite(st.rank) ? st.rank : "–"}`);
+    if (st) lines.push(`target ${JSON.stringify(d.targetText)}: ${fmtPct(st.prob)}, rank ${Number.isFinite(st.rank) ? st.rank : "–"}`);
     if (d.changed?.[row * t.T + pos]) lines.push("changed vs original");
     return lines.join("\n");
   }
@@ -391,7 +377,7 @@ export class LensTableView {
     }
     const v = this.viewport();
     const g = this.grid;
-    let anchor: { x: number; y: number; w: number; h: number };
+    let anchor: Rect;
     const children: Node[] = [];
     if (hit.kind === "cell") {
       const { row, col } = hit;
@@ -402,7 +388,7 @@ export class LensTableView {
       cellTop(t, row, col, 5).forEach((e, i) => {
         const r = h("div", { class: "lw-tooltip-row lw-ll-tip-top" + (e.id === d.target ? " lw-current" : "") }, [
           h("span", { class: "lw-ll-tip-tok", text: `${i + 1}. ${displayToken(vocabToken(d.vocab, e.id))}` }),
-          h("span", { class: "lw-tooltip-value", text: fmtProb(e.prob) }),
+          h("span", { class: "lw-tooltip-value", text: fmtPct(e.prob) }),
         ]);
         r.dataset.tokenId = String(e.id);
         r.dataset.value = String(e.prob);
@@ -412,7 +398,7 @@ export class LensTableView {
       if (st) {
         const r = h("div", { class: "lw-tooltip-row lw-ll-tip-target", testid: "lw-tooltip-target" }, [
           h("span", { text: `target “${displayToken(d.targetText)}”` }),
-          h("span", { class: "lw-tooltip-value", text: `${fmtProb(st.prob)} · rank ${Number.isFinite(st.rank) ? st.rank : "–"}` }),
+          h("span", { class: "lw-tooltip-value", text: `${fmtPct(st.prob)} · rank ${Number.isFinite(st.rank) ? st.rank : "–"}` }),
         ]);
         r.dataset.prob = String(st.prob);
         r.dataset.rank = String(st.rank);
@@ -444,12 +430,7 @@ export class LensTableView {
     this.tooltip.hidden = false;
     const x0 = this.scroller.offsetLeft + this.canvasOffset().x;
     const y0 = this.scroller.offsetTop + this.canvasOffset().y;
-    const wrapW = this.el.clientWidth || Infinity;
-    const tipW = this.tooltip.offsetWidth || 200;
-    let left = x0 + anchor.x + anchor.w + 8;
-    if (left + tipW > wrapW && x0 + anchor.x - tipW - 8 >= 0) left = x0 + anchor.x - tipW - 8;
-    this.tooltip.style.left = `${Math.round(left)}px`;
-    this.tooltip.style.top = `${Math.round(y0 + anchor.y)}px`;
+    placeTooltip(this.tooltip, { x: x0 + anchor.x, y: y0 + anchor.y, w: anchor.w, h: anchor.h }, this.el.clientWidth || Infinity, 8, 200);
   }
 
   /** The canvas' offset inside the scroller box (sticky: 0, 0 plus the border). */
@@ -545,13 +526,8 @@ export class LensTableView {
 
   private expose(v: Viewport, w: VWindow): void {
     const g = this.grid;
+    exposeGrid(this.canvas, { rows: g.rows, cols: g.cols, cellW: g.cellW, cellH: g.cellH, originX: g.labelW, originY: g.headerH });
     const ds = this.canvas.dataset;
-    ds.rows = String(g.rows);
-    ds.cols = String(g.cols);
-    ds.cellW = String(g.cellW);
-    ds.cellH = String(g.cellH);
-    ds.originX = String(g.labelW);
-    ds.originY = String(g.headerH);
     ds.scrollX = String(v.scrollX);
     ds.scrollY = String(v.scrollY);
     ds.viewW = String(v.viewW);
@@ -666,7 +642,7 @@ export class LensTableView {
     };
     if (interactive) {
       if (this.hover?.kind === "cell") ring([this.hover.row, this.hover.col], fg, 1);
-      if (this.cursor && (this.canvas.getRootNode() as Document | ShadowRoot).activeElement === this.canvas) ring(this.cursor, fg, 1.5);
+      if (this.cursor && hasFocus(this.canvas)) ring(this.cursor, fg, 1.5);
     }
     // The selection: a thick fg ring (the accent is for the changed-cell marks).
     ring(d.selected, fg, 2.5);

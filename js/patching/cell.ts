@@ -7,12 +7,13 @@
 import type { Bytes } from "../lib/buffers";
 import { decodeTensor } from "../lib/buffers";
 import { sequential } from "../lib/colors";
+import { h } from "../lib/dom";
 import type { TopEntry } from "../lib/format";
 import { fmt3, numberEl, topTable } from "../lib/format";
 import { Heatmap } from "../lib/heatmap";
+import { numberOr } from "../lib/json";
 import type { Palette } from "../lib/theme";
 import { TokenStrip, displayToken } from "../lib/tokens";
-import { h } from "../lib/widget";
 import { recovered } from "./data";
 
 export interface HeadInfo {
@@ -156,9 +157,8 @@ export class CellPanel {
       return;
     }
     this.last = r;
-    const num = (v: unknown, fb: number) => (typeof v === "number" ? v : fb);
-    const clean = num(r.clean_value, ctx.cleanValue);
-    const corrupted = num(r.corrupted_value, ctx.corruptedValue);
+    const clean = numberOr(r.clean_value, ctx.cleanValue);
+    const corrupted = numberOr(r.corrupted_value, ctx.corruptedValue);
     const value = r.value;
     const frac = recovered(value, clean, corrupted);
     const label = r.label || `${r.site} [${r.index.join(", ")}]`;

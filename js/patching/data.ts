@@ -4,6 +4,7 @@
 
 import { decodeTensor, numel } from "../lib/buffers";
 import type { DType } from "../lib/buffers";
+import { isObject } from "../lib/json";
 
 /** One site of a result map (`attribution` or `exact`), decoded. */
 export interface SiteEntry {
@@ -26,10 +27,6 @@ const POS_DIMS = ["pos", "dest_pos", "src_pos"];
 
 export function isPosDim(d: string): boolean {
   return POS_DIMS.includes(d);
-}
-
-function isObject(x: unknown): x is Record<string, any> {
-  return typeof x === "object" && x !== null && !Array.isArray(x);
 }
 
 export function countFinite(values: ArrayLike<number>): number {

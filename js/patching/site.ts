@@ -7,14 +7,15 @@
 // Cells: exact values solid; attribution estimates inside a map that also has exact values are
 // hatched; cells with no value (NaN: not computed yet) are empty, with a thin outline.
 
+import { devicePixelRatioOf, get2d, snap } from "../lib/canvas";
 import type { ColorScale } from "../lib/colors";
 import { contrastText, diverging, gradientCss, maxAbs } from "../lib/colors";
+import { h, listen } from "../lib/dom";
 import { fmt3 } from "../lib/format";
 import type { Cell, GridLayout } from "../lib/heatmap";
-import { Heatmap, cellRect, devicePixelRatioOf, get2d, snap } from "../lib/heatmap";
+import { Heatmap, cellRect } from "../lib/heatmap";
 import type { Palette } from "../lib/theme";
 import { TokenStrip, displayToken } from "../lib/tokens";
-import { h } from "../lib/widget";
 import type { Agreement, Axes, Combined, SiteEntry, ViewMode } from "./data";
 import {
   agreement,
@@ -209,17 +210,13 @@ export class SiteCard {
     ]);
     this.el.dataset.site = site;
 
-    const on = <K extends keyof HTMLElementEventMap>(t: HTMLElement, type: K, fn: (ev: HTMLElementEventMap[K]) => void) => {
-      t.addEventListener(type, fn as EventListener);
-      this.offs.push(() => t.removeEventListener(type, fn as EventListener));
-    };
-    on(this.modeSelect, "change", () => {
+    listen(this.offs, this.modeSelect, "change", () => {
       this.mode = this.modeSelect.value as ViewMode;
       this.recompute();
       this.opts.onChange();
     });
-    on(canvas, "keydown", (ev) => this.onKey(ev));
-    on(canvas, "blur", () => {
+    listen(this.offs, canvas, "keydown", (ev) => this.onKey(ev));
+    listen(this.offs, canvas, "blur", () => {
       if (this.hover) this.setHover(null);
     });
   }

@@ -1,11 +1,11 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import view, { parseFocus } from "../attention";
 import { fillAtlas, headGridLayout, poolRanges, scoreDomain } from "../attention/grid";
 import { patternCellSize, topK } from "../attention/focus";
 import { resultTitle } from "../attention/result";
 import { cellCenter } from "../lib/heatmap";
 import { sequential } from "../lib/colors";
-import { FakeModel, f16Bytes, f32Bytes, fakePatterns, stubContext, tick, last } from "./helpers";
+import { FakeModel, captureDownloads, choose, f16Bytes, f32Bytes, fakePatterns, last, stubContext, tick, viewHarness } from "./helpers";
 
 const L = 2;
 const H = 4;
@@ -59,27 +59,8 @@ function traits(extra: Record<string, unknown> = {}) {
   };
 }
 
-let el: HTMLElement;
-let cleanup: (() => void) | undefined;
-
-function mount(model: FakeModel) {
-  el = document.createElement("div");
-  document.body.appendChild(el);
-  cleanup = view.render({ model, el }) as () => void;
-  return el;
-}
-
-const q = <E extends Element = HTMLElement>(sel: string) => el.querySelector(sel) as E | null;
-const tid = <E extends Element = HTMLElement>(id: string) => q<E>(`[data-testid="${id}"]`);
-
-beforeEach(() => {
-  cleanup = undefined;
-});
-afterEach(() => {
-  cleanup?.();
-  vi.restoreAllMocks();
-  document.body.replaceChildren();
-});
+const ui = viewHarness(view);
+const { mount, tid } = ui;
 
 describe("AttentionGrid view", () => {
   it("renders the chrome and an empty state before the first run", () => {
@@ -101,7 +82,7 @@ describe("AttentionGrid view", () => {
     const c = tid<HTMLCanvasElement>("lw-grid")!;
     expect(c.tagName).toBe("CANVAS");
     expect(c.hidden).toBe(false);
-    expect(el.querySelectorAll("canvas[data-testid=lw-grid]").length).toBe(1);
+    expect(ui.el.querySelectorAll("canvas[data-testid=lw-grid]").length).toBe(1);
     expect(c.dataset.rows).toBe(String(L));
     expect(c.dataset.cols).toBe(String(H));
     for (const a of ["data-cell", "data-gap", "data-origin-x", "data-origin-y"]) {
@@ -167,14 +148,14 @@ describe("AttentionGrid view", () => {
     const pat = tid<HTMLCanvasElement>("lw-pattern")!;
     expect(pat.dataset.rows).toBe(String(T));
     expect(pat.dataset.cols).toBe(String(T));
-    const queries = el.querySelectorAll('[data-testid="lw-query"]');
-    const keys = el.querySelectorAll('[data-testid="lw-key"]');
+    const queries = ui.el.querySelectorAll('[data-testid="lw-query"]');
+    const keys = ui.el.querySelectorAll('[data-testid="lw-key"]');
     expect(queries.length).toBe(T);
     expect(keys.length).toBe(T);
     expect(queries[1].textContent).toBe("·The");
     expect(queries[4].textContent).toBe("↵");
     // The XSS token is text.
-    expect(el.querySelector("img")).toBeNull();
+    expect(ui.el.querySelector("img")).toBeNull();
     expect(queries[3].textContent).toBe("<img·src=x·onerror=alert(1)>");
     m.set("focus", []);
     await tick();
@@ -194,7 +175,7 @@ describe("AttentionGrid view", () => {
   it("hovering a query lists its top keys; click locks; Esc unlocks, then clears focus", async () => {
     const m = new FakeModel(traits({ focus: [0, 1] }));
     mount(m);
-    const queries = el.querySelectorAll<HTMLElement>('[data-testid="lw-query"]');
+    const queries = ui.el.querySelectorAll<HTMLElement>('[data-testid="lw-query"]');
     queries[3].dispatchEvent(new MouseEvent("mouseover", { bubbles: true }));
     const info = tid("lw-focus-info")!;
     const items = [...info.querySelectorAll<HTMLElement>('[data-testid="lw-attend-item"]')];
@@ -210,7 +191,7 @@ describe("AttentionGrid view", () => {
     queries[1].dispatchEvent(new MouseEvent("mouseover", { bubbles: true }));
     expect(queries[1].classList.contains("lw-active")).toBe(false);
 
-    const keys = el.querySelectorAll<HTMLElement>('[data-testid="lw-key"]');
+    const keys = ui.el.querySelectorAll<HTMLElement>('[data-testid="lw-key"]');
     keys[0].dispatchEvent(new MouseEvent("click", { bubbles: true }));
     expect(tid("lw-focus")!.dataset.locked).toBe("col:0");
     expect(info.textContent).toContain("is attended by");
@@ -230,7 +211,7 @@ describe("AttentionGrid view", () => {
 
   it("hovering a prompt token marks its query row in the grid", () => {
     mount(new FakeModel(traits()));
-    const toks = el.querySelectorAll<HTMLElement>('[data-testid="lw-prompt-token"]');
+    const toks = ui.el.querySelectorAll<HTMLElement>('[data-testid="lw-prompt-token"]');
     expect(toks.length).toBe(T);
     toks[2].dispatchEvent(new MouseEvent("mouseover", { bubbles: true }));
     expect(tid("lw-grid")!.dataset.query).toBe("2");
@@ -248,19 +229,7 @@ describe("AttentionGrid view", () => {
   it("Run sends a run request; Ctrl+Enter too", () => {
     const m = new FakeModel(traits());
     mount(m);
-    const p = tid<HTMLTextAreaElement>("lw-prompt")!;
-    p.value = "Hello world";
-    tid("lw-run")!.click();
-    expect(last(m.requests())).toMatchObject({ type: "request", kind: "run", args: { prompt: "Hello world" } });
-    expect(tid<HTMLButtonElement>("lw-run")!.disabled).toBe(true);
-    expect(tid("lw-busy")!.hidden).toBe(false);
-    m.receive({ type: "reply", id: last(m.requests()).id, ok: true, result: { n_tokens: 3 } });
-    expect(tid<HTMLButtonElement>("lw-run")!.disabled).toBe(false);
-    expect(tid("lw-busy")!.hidden).toBe(true);
-    p.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", ctrlKey: true, bubbles: true }));
-    expect(m.requests().length).toBe(2);
-    p.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
-    expect(m.requests().length).toBe(2);
+    ui.expectPromptRuns(m);
   });
 
   it("Ablate and Clear send their requests with the focused head and mode", async () => {
@@ -281,12 +250,10 @@ describe("AttentionGrid view", () => {
     const cb = tid<HTMLSelectElement>("lw-color-by")!;
     expect([...cb.options].map((o) => o.value)).toEqual(SCORE_NAMES);
     expect(cb.value).toBe("induction");
-    cb.value = "entropy";
-    cb.dispatchEvent(new Event("change", { bubbles: true }));
+    choose(cb, "entropy");
     expect(m.get("color_by")).toBe("entropy");
     const mode = tid<HTMLSelectElement>("lw-mode")!;
-    mode.value = "mean";
-    mode.dispatchEvent(new Event("change", { bubbles: true }));
+    choose(mode, "mean");
     expect(m.get("ablation_mode")).toBe("mean");
     expect(m.saves).toBe(2);
   });
@@ -299,14 +266,14 @@ describe("AttentionGrid view", () => {
     const panel = tid("lw-result")!;
     expect(panel.hidden).toBe(false);
     expect(tid("lw-result-title")!.textContent).toBe("Zero-ablating L1H3 (blocks.1.attn.hook_z)");
-    const deltas = [...el.querySelectorAll<HTMLElement>('[data-testid="lw-delta"]')];
+    const deltas = [...ui.el.querySelectorAll<HTMLElement>('[data-testid="lw-delta"]')];
     expect(deltas.length).toBe(RESULT.delta_logprob.length);
     RESULT.delta_logprob.forEach((v, p) => {
-      const d = el.querySelector<HTMLElement>(`[data-testid="lw-delta"][data-pos="${p}"]`)!;
+      const d = ui.el.querySelector<HTMLElement>(`[data-testid="lw-delta"][data-pos="${p}"]`)!;
       expect(Number(d.dataset.value)).toBe(v);
       expect(d.textContent).toBe(v.toFixed(3));
     });
-    expect(el.querySelector<HTMLElement>('[data-testid="lw-delta"][data-pos="1"]')!.textContent).toBe("-1.234");
+    expect(ui.el.querySelector<HTMLElement>('[data-testid="lw-delta"][data-pos="1"]')!.textContent).toBe("-1.234");
     const mean = tid("lw-mean-delta")!;
     expect(Number(mean.dataset.value)).toBe(RESULT.mean_delta);
     expect(mean.textContent).toBe("-0.355");
@@ -317,7 +284,7 @@ describe("AttentionGrid view", () => {
     expect(before[1].querySelector('[data-testid="lw-top-prob"]')!.textContent).toBe("5.3%");
     expect(before[1].querySelector('[data-testid="lw-top-token"]')!.textContent).toBe("<b>");
     expect(tid("lw-top-after")!.querySelectorAll("tr[data-value]").length).toBe(1);
-    expect(el.querySelector("b")).toBeNull();
+    expect(ui.el.querySelector("b")).toBeNull();
     m.set("last_result", {});
     await tick();
     expect(panel.hidden).toBe(true);
@@ -351,7 +318,7 @@ describe("AttentionGrid view", () => {
     mount(m);
     expect(tid("lw-error")!.hidden).toBe(false);
     expect(tid("lw-error-message")!.textContent).toBe("<b>no weights</b>");
-    expect(el.querySelector("b")).toBeNull();
+    expect(ui.el.querySelector("b")).toBeNull();
     m.set("error", {});
     expect(tid("lw-error")!.hidden).toBe(true);
   });
@@ -403,7 +370,7 @@ describe("AttentionGrid view", () => {
     const c = tid<HTMLCanvasElement>("lw-grid")!;
     expect(c.dataset.rows).toBe("3");
     expect(c.dataset.cols).toBe("2");
-    expect(el.querySelectorAll('[data-testid="lw-query"]').length).toBe(3);
+    expect(ui.el.querySelectorAll('[data-testid="lw-query"]').length).toBe(3);
     expect(tid("lw-focus-title")!.textContent).toBe("L2H1");
   });
 
@@ -442,21 +409,13 @@ describe("AttentionGrid view", () => {
     expect(menu.hidden).toBe(false);
     const ids = [...menu.querySelectorAll<HTMLElement>("[data-testid]")].map((b) => b.dataset.testid);
     expect(ids).toEqual(["lw-export-png", "lw-export-svg", "lw-export-focus-png", "lw-export-focus-svg"]);
-    const created: Blob[] = [];
-    const origCreate = URL.createObjectURL;
-    URL.createObjectURL = ((b: Blob) => {
-      created.push(b);
-      return "blob:fake";
-    }) as typeof URL.createObjectURL;
-    try {
+    const created = await captureDownloads(async () => {
       tid("lw-export-focus-svg")!.click();
       await tick();
       tid("lw-export")!.click();
       tid("lw-export-svg")!.click();
       await tick();
-    } finally {
-      URL.createObjectURL = origCreate;
-    }
+    });
     expect(created.length).toBe(2);
     const focusSvg = await created[0].text();
     expect(focusSvg).toContain("&lt;img·src=x·onerror=alert(1)&gt;");
@@ -473,10 +432,9 @@ describe("AttentionGrid view", () => {
     const m = new FakeModel(traits());
     mount(m);
     expect(m.listenerCount()).toBeGreaterThan(0);
-    cleanup!();
-    cleanup = undefined;
+    ui.unmount();
     expect(m.listenerCount()).toBe(0);
-    expect(el.children.length).toBe(0);
+    expect(ui.el.children.length).toBe(0);
   });
 });
 

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { snap } from "../lib/canvas";
 import { sequential } from "../lib/colors";
-import { Heatmap, cellCenter, cellRect, exposeLayout, fillPixels, gridLayout, hitTest, snap } from "../lib/heatmap";
+import { Heatmap, cellCenter, cellRect, exposeLayout, fillPixels, gridLayout, hitTest } from "../lib/heatmap";
 import { stubContext } from "./helpers";
 
 afterEach(() => {

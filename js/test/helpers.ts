@@ -1,6 +1,8 @@
-// Test helpers: a fake anywidget model, a float16 encoder, a stub 2D canvas context.
+// Test helpers: a fake anywidget model, a view harness (mount per test, queries by test id,
+// captured downloads), a float16 encoder, a stub 2D canvas context.
 
-import type { AnyModel, Callback } from "../lib/types";
+import { afterEach, beforeEach, expect, vi } from "vitest";
+import type { AnyModel, Callback, RenderProps } from "../lib/types";
 
 export class FakeModel implements AnyModel {
   attrs: Record<string, any>;
@@ -144,4 +146,121 @@ export const tick = () => new Promise<void>((r) => setTimeout(r, 0));
 
 export function last<T>(a: readonly T[]): T {
   return a[a.length - 1];
+}
+
+/**
+ * Run `fn` with URL.createObjectURL recorded (what a download, e.g. the Export menu, goes
+ * through) and restored afterwards; returns the blobs it was called with.
+ */
+export async function captureDownloads(fn: () => void | Promise<void>): Promise<Blob[]> {
+  const created: Blob[] = [];
+  const orig = URL.createObjectURL;
+  URL.createObjectURL = ((b: Blob) => {
+    created.push(b);
+    return "blob:fake";
+  }) as typeof URL.createObjectURL;
+  try {
+    await fn();
+  } finally {
+    URL.createObjectURL = orig;
+  }
+  return created;
+}
+
+/** A widget view module's default export. */
+export interface View {
+  render(props: RenderProps): () => void;
+}
+
+export interface ViewHarness {
+  /** The element the view was last mounted into. */
+  readonly el: HTMLElement;
+  /** Render the view for `model` into a fresh element in the document. */
+  mount(model: FakeModel): HTMLElement;
+  /** Run the view's cleanup now (as the host does when the output goes away). */
+  unmount(): void;
+  q<E extends Element = HTMLElement>(sel: string): E | null;
+  /** The element with this data-testid. */
+  tid<E extends Element = HTMLElement>(id: string): E | null;
+  /** Every element with this data-testid. */
+  all<E extends Element = HTMLElement>(id: string): E[];
+  /** Export → SVG: the one SVG document downloaded, as text. */
+  exportSvg(): Promise<string>;
+  /**
+   * The prompt row of a mounted view: Run sends `run {prompt}`; Run is disabled and the busy
+   * indicator shown until the reply; Ctrl+Enter in the prompt sends again, Enter alone does not.
+   */
+  expectPromptRuns(model: FakeModel): void;
+}
+
+/**
+ * Mount `view` in the tests of this file: after each test the view is cleaned up (unless the test
+ * did), mocks are restored and the document is emptied.
+ */
+export function viewHarness(view: View): ViewHarness {
+  let el: HTMLElement | undefined;
+  let cleanup: (() => void) | undefined;
+  beforeEach(() => {
+    cleanup = undefined;
+  });
+  afterEach(() => {
+    cleanup?.();
+    vi.restoreAllMocks();
+    document.body.replaceChildren();
+  });
+  const root = (): HTMLElement => {
+    if (!el) throw new Error("viewHarness: mount() first");
+    return el;
+  };
+  const q = <E extends Element = HTMLElement>(sel: string) => root().querySelector(sel) as E | null;
+  const tid = <E extends Element = HTMLElement>(id: string) => q<E>(`[data-testid="${id}"]`);
+  return {
+    get el() {
+      return root();
+    },
+    mount(model) {
+      el = document.createElement("div");
+      document.body.appendChild(el);
+      cleanup = view.render({ model, el });
+      return el;
+    },
+    unmount() {
+      const c = cleanup;
+      cleanup = undefined;
+      c?.();
+    },
+    q,
+    tid,
+    all: <E extends Element = HTMLElement>(id: string) => [...root().querySelectorAll<E>(`[data-testid="${id}"]`)],
+    async exportSvg() {
+      const created = await captureDownloads(async () => {
+        tid("lw-export")!.click();
+        tid("lw-export-svg")!.click();
+        await tick();
+      });
+      expect(created.length).toBe(1);
+      return created[0].text();
+    },
+    expectPromptRuns(model) {
+      const p = tid<HTMLTextAreaElement>("lw-prompt")!;
+      p.value = "Hello world";
+      tid("lw-run")!.click();
+      expect(last(model.requests())).toMatchObject({ type: "request", kind: "run", args: { prompt: "Hello world" } });
+      expect(tid<HTMLButtonElement>("lw-run")!.disabled).toBe(true);
+      expect(tid("lw-busy")!.hidden).toBe(false);
+      model.receive({ type: "reply", id: last(model.requests()).id, ok: true, result: { n_tokens: 3 } });
+      expect(tid<HTMLButtonElement>("lw-run")!.disabled).toBe(false);
+      expect(tid("lw-busy")!.hidden).toBe(true);
+      p.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", ctrlKey: true, bubbles: true }));
+      expect(model.requests().length).toBe(2);
+      p.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+      expect(model.requests().length).toBe(2);
+    },
+  };
+}
+
+/** Pick `value` in a select as the user does: set it, then a (bubbling) change event. */
+export function choose(select: HTMLSelectElement, value: string): void {
+  select.value = value;
+  select.dispatchEvent(new Event("change", { bubbles: true }));
 }

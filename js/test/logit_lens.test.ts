@@ -1,30 +1,19 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import view, { parseSelected } from "../logit_lens";
 import type { LensCanvas } from "../logit_lens/table";
 import { CELL_H, CELL_W, EMPTY_DATA, HEADER_H, LABEL_W, LensTableView } from "../logit_lens/table";
 import { decodeTargetStats, decodeTopTable } from "../logit_lens/data";
 import { MISSING, rgbCss, sequential } from "../lib/colors";
 import { readPalette } from "../lib/theme";
-import { FakeModel, stubContext, tick, last } from "./helpers";
+import { FakeModel, captureDownloads, choose, last, stubContext, tick, viewHarness } from "./helpers";
 import { DETAIL, XSS, fakeLens, lensTraits, targetStats } from "./logit_lens_fixtures";
 
 const R = 4;
 const T = 6;
 const K = 5;
 
-let el: HTMLElement;
-let cleanup: (() => void) | undefined;
-
-function mount(model: FakeModel) {
-  el = document.createElement("div");
-  document.body.appendChild(el);
-  cleanup = view.render({ model, el }) as () => void;
-  return el;
-}
-
-const q = <E extends Element = HTMLElement>(sel: string) => el.querySelector(sel) as E | null;
-const tid = <E extends Element = HTMLElement>(id: string) => q<E>(`[data-testid="${id}"]`);
-const all = <E extends Element = HTMLElement>(id: string) => [...el.querySelectorAll<E>(`[data-testid="${id}"]`)];
+const ui = viewHarness(view);
+const { mount, tid, all, exportSvg } = ui;
 const canvas = () => tid<LensCanvas>("lw-lens-table")!;
 
 /** Where a browser test clicks cell (row, pos): canvas-relative CSS px from the data attributes. */
@@ -39,15 +28,6 @@ function cellPoint(c: HTMLCanvasElement, row: number, pos: number) {
 function clickAt(c: HTMLElement, x: number, y: number, init: MouseEventInit = {}) {
   c.dispatchEvent(new MouseEvent("click", { clientX: x, clientY: y, bubbles: true, ...init }));
 }
-
-beforeEach(() => {
-  cleanup = undefined;
-});
-afterEach(() => {
-  cleanup?.();
-  vi.restoreAllMocks();
-  document.body.replaceChildren();
-});
 
 describe("LogitLensTable view", () => {
   it("renders the chrome and an empty state before the first run", () => {
@@ -224,7 +204,7 @@ describe("LogitLensTable view", () => {
     const tgt = tid("lw-tooltip-target")!;
     expect(Number(tgt.dataset.prob)).toBeCloseTo(2 / (R + 1), 6);
     expect(Number(tgt.dataset.rank)).toBe((R - 2) * 10 + 3);
-    expect(el.querySelector("img")).toBeNull();
+    expect(ui.el.querySelector("img")).toBeNull();
     c.dispatchEvent(new MouseEvent("mouseleave"));
     expect(tip.hidden).toBe(true);
   });
@@ -233,8 +213,7 @@ describe("LogitLensTable view", () => {
     const m = new FakeModel(lensTraits(R, T, K));
     mount(m);
     const sel = tid<HTMLSelectElement>("lw-lens-mode")!;
-    sel.value = "target_rank";
-    sel.dispatchEvent(new Event("change", { bubbles: true }));
+    choose(sel, "target_rank");
     expect(m.get("mode")).toBe("target_rank");
     expect(m.saves).toBe(1);
     await tick();
@@ -355,7 +334,7 @@ describe("LogitLensTable view", () => {
     expect(tid("lw-dla-identity")!.textContent).toBe("sum of parts 0.609 + remainder 0.091 = logit 0.700");
     expect(tid("lw-dla-mismatch")).toBeNull();
     // XSS token strings are text.
-    expect(el.querySelector("img")).toBeNull();
+    expect(ui.el.querySelector("img")).toBeNull();
     expect(rows[1].querySelector("[data-testid=lw-topk-token]")!.textContent).toBe("<img·src=x·onerror=alert(1)>");
     // Cleared.
     m.set("cell_detail", {});
@@ -449,15 +428,7 @@ describe("LogitLensTable view", () => {
   it("Run sends run {prompt}; Ctrl+Enter too", () => {
     const m = new FakeModel(lensTraits(R, T, K));
     mount(m);
-    const p = tid<HTMLTextAreaElement>("lw-prompt")!;
-    p.value = "Hello world";
-    tid("lw-run")!.click();
-    expect(last(m.requests())).toMatchObject({ type: "request", kind: "run", args: { prompt: "Hello world" } });
-    expect(tid<HTMLButtonElement>("lw-run")!.disabled).toBe(true);
-    m.receive({ type: "reply", id: last(m.requests()).id, ok: true, result: { n_tokens: 3 } });
-    expect(tid<HTMLButtonElement>("lw-run")!.disabled).toBe(false);
-    p.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", ctrlKey: true, bubbles: true }));
-    expect(m.requests().length).toBe(2);
+    ui.expectPromptRuns(m);
   });
 
   it("a new run redraws the table with its new size", async () => {
@@ -482,7 +453,7 @@ describe("LogitLensTable view", () => {
     await tick();
     expect(tid("lw-error")!.hidden).toBe(false);
     expect(tid("lw-error-message")!.textContent).toBe("Target <b>x</b> is 2 tokens.");
-    expect(el.querySelector("b")).toBeNull();
+    expect(ui.el.querySelector("b")).toBeNull();
     // The optimistic selection is dropped.
     expect(c.dataset.selected).toBe("");
   });
@@ -521,21 +492,17 @@ describe("LogitLensTable view", () => {
       sizes.push([this.width, this.height]);
       cb(new Blob(["png"], { type: "image/png" }));
     };
-    const created: Blob[] = [];
-    const orig = URL.createObjectURL;
-    URL.createObjectURL = ((b: Blob) => {
-      created.push(b);
-      return "blob:fake";
-    }) as typeof URL.createObjectURL;
+    let created: Blob[] = [];
     try {
       mount(new FakeModel(lensTraits(R, T, K)));
       const before = calls.get("fillText")!;
-      tid("lw-export")!.click();
-      tid("lw-export-png")!.click();
-      await tick();
+      created = await captureDownloads(async () => {
+        tid("lw-export")!.click();
+        tid("lw-export-png")!.click();
+        await tick();
+      });
       expect(calls.get("fillText")! - before).toBeGreaterThanOrEqual(R * T);
     } finally {
-      URL.createObjectURL = orig;
       if (origToBlob) Object.defineProperty(HTMLCanvasElement.prototype, "toBlob", origToBlob);
       else delete (HTMLCanvasElement.prototype as { toBlob?: unknown }).toBlob;
     }
@@ -565,28 +532,8 @@ describe("LogitLensTable view", () => {
     const m = new FakeModel(lensTraits(R, T, K));
     mount(m);
     expect(m.listenerCount()).toBeGreaterThan(0);
-    cleanup!();
-    cleanup = undefined;
+    ui.unmount();
     expect(m.listenerCount()).toBe(0);
-    expect(el.children.length).toBe(0);
+    expect(ui.el.children.length).toBe(0);
   });
 });
-
-/** Click Export → SVG and return the SVG text. */
-async function exportSvg(): Promise<string> {
-  const created: Blob[] = [];
-  const orig = URL.createObjectURL;
-  URL.createObjectURL = ((b: Blob) => {
-    created.push(b);
-    return "blob:fake";
-  }) as typeof URL.createObjectURL;
-  try {
-    tid("lw-export")!.click();
-    tid("lw-export-svg")!.click();
-    await tick();
-  } finally {
-    URL.createObjectURL = orig;
-  }
-  expect(created.length).toBe(1);
-  return created[0].text();
-}

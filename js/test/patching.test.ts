@@ -1,22 +1,11 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import view, { parseSelected } from "../patching";
 import { agreement } from "../patching/data";
-import { FakeModel, f32Bytes, last, stubContext, tick } from "./helpers";
+import { FakeModel, choose, f32Bytes, last, stubContext, tick, viewHarness } from "./helpers";
 import { ATTR, CELL_RESULT, CLEAN, CORRUPTED, H, L, PATTERN, T, entry, exactOf, traits, values } from "./patching_fixtures";
 
-let el: HTMLElement;
-let cleanup: (() => void) | undefined;
-
-function mount(model: FakeModel) {
-  el = document.createElement("div");
-  document.body.appendChild(el);
-  cleanup = view.render({ model, el }) as () => void;
-  return el;
-}
-
-const q = <E extends Element = HTMLElement>(sel: string) => el.querySelector(sel) as E | null;
-const tid = <E extends Element = HTMLElement>(id: string) => q<E>(`[data-testid="${id}"]`);
-const all = (id: string) => [...el.querySelectorAll<HTMLElement>(`[data-testid="${id}"]`)];
+const ui = viewHarness(view);
+const { mount, tid, all, exportSvg } = ui;
 /** One animation frame (the view redraws in requestAnimationFrame), then the microtasks after it. */
 const frame = () => new Promise<void>((r) => requestAnimationFrame(() => r())).then(tick);
 
@@ -35,15 +24,6 @@ function hoverCell(site: string, r: number, c: number) {
   const canvas = tid<HTMLCanvasElement>(`lw-heatmap-${site}`)!;
   canvas.dispatchEvent(new MouseEvent("mousemove", { ...cellPoint(canvas, r, c), bubbles: true }));
 }
-
-beforeEach(() => {
-  cleanup = undefined;
-});
-afterEach(() => {
-  cleanup?.();
-  vi.restoreAllMocks();
-  document.body.replaceChildren();
-});
 
 describe("PatchingHeatmap view: header", () => {
   it("shows the inputs, selects and sites from the traits", () => {
@@ -123,12 +103,10 @@ describe("PatchingHeatmap view: header", () => {
     const m = new FakeModel(traits());
     mount(m);
     const d = tid<HTMLSelectElement>("lw-direction")!;
-    d.value = "noise";
-    d.dispatchEvent(new Event("change", { bubbles: true }));
+    choose(d, "noise");
     expect(m.get("direction")).toBe("noise");
     const mt = tid<HTMLSelectElement>("lw-metric")!;
-    mt.value = "normalized";
-    mt.dispatchEvent(new Event("change", { bubbles: true }));
+    choose(mt, "normalized");
     expect(m.get("metric")).toBe("normalized");
     expect(m.saves).toBe(2);
   });
@@ -174,7 +152,7 @@ describe("PatchingHeatmap view: summary and tokens", () => {
     expect(corr.map((t) => t.dataset.diff === "true")).toEqual([false, false, true, false, false]);
     expect(tid("lw-diff-count")!.textContent).toBe("1 position differs");
     // Tokens are text: the XSS token made no element.
-    expect(el.querySelector("img")).toBeNull();
+    expect(ui.el.querySelector("img")).toBeNull();
     const cols = tid("lw-cols-resid_pre")!.querySelectorAll<HTMLElement>('[data-testid="lw-col-label"]');
     expect(cols[3].textContent).toBe("<img·src=x·onerror=alert(1)>");
     expect(cols[2].dataset.diff).toBe("true");
@@ -196,7 +174,7 @@ describe("PatchingHeatmap view: heatmaps", () => {
     const a = tid<HTMLCanvasElement>("lw-heatmap-resid_pre")!;
     const b = tid<HTMLCanvasElement>("lw-heatmap-attn_head_out_all_pos")!;
     expect(a.tagName).toBe("CANVAS");
-    expect(el.querySelectorAll("canvas[data-testid^=lw-heatmap-]").length).toBe(2);
+    expect(ui.el.querySelectorAll("canvas[data-testid^=lw-heatmap-]").length).toBe(2);
     expect([a.dataset.rows, a.dataset.cols]).toEqual([String(L), String(T)]);
     expect([b.dataset.rows, b.dataset.cols]).toEqual([String(L), String(H)]);
     for (const c of [a, b]) {
@@ -296,8 +274,7 @@ describe("PatchingHeatmap view: heatmaps", () => {
     expect(last(m.requests()).args).toEqual({ site: "attn_head_out_by_pos", index: [1, 4, 2] });
     await frame();
     expect(c.dataset.selected).toBe("1,4");
-    sel.value = "0";
-    sel.dispatchEvent(new Event("change"));
+    choose(sel, "0");
     await frame();
     expect(c.dataset.slice).toBe('{"head":0}');
     expect(c.dataset.selected).toBe(""); // the selected cell is in another head
@@ -324,7 +301,7 @@ describe("PatchingHeatmap view: heatmaps", () => {
     expect(Number(ev.dataset.value)).toBe(ex[1 * T + 3]);
     expect(ev.textContent).toBe(ex[1 * T + 3].toFixed(3));
     expect(Number(av.dataset.value)).toBe(ATTR.resid_pre[1 * T + 3]);
-    expect(el.querySelector("img")).toBeNull();
+    expect(ui.el.querySelector("img")).toBeNull();
     // A differing position names both tokens; an uncomputed exact value says so.
     hoverCell("resid_pre", 1, 2);
     expect(tip.textContent).toContain("(corrupted “·Anna”)");
@@ -348,15 +325,13 @@ describe("PatchingHeatmap view: heatmaps", () => {
     expect(tid("lw-legend-resid_pre")!.textContent).toContain("attribution (approx.)");
     // "exact only" shows the NaN cells empty.
     const v = tid<HTMLSelectElement>("lw-view-resid_pre")!;
-    v.value = "exact";
-    v.dispatchEvent(new Event("change"));
+    choose(v, "exact");
     await frame();
     expect(c.dataset.source).toBe("exact");
     expect(tid("lw-source-resid_pre")!.textContent).toBe(`exact · 2 of ${L * T} cells · partial`);
     expect(tid("lw-legend-resid_pre")!.textContent).toContain("not computed");
     expect(Number(tid("lw-legend-resid_pre")!.dataset.max)).toBe(0.5);
-    v.value = "attribution";
-    v.dispatchEvent(new Event("change"));
+    choose(v, "attribution");
     await frame();
     expect(c.dataset.source).toBe("attribution");
     // The site without exact values has no view select.
@@ -583,7 +558,7 @@ describe("PatchingHeatmap view: cell panel", () => {
     expect(rows("lw-cell-top-after").map((r) => Number(r.dataset.value))).toEqual([0.61, 0.2]);
     expect(rows("lw-cell-top-before")[1].querySelector('[data-testid="lw-top-token"]')!.textContent).toBe("<b>");
     expect(rows("lw-cell-top-before")[1].querySelector('[data-testid="lw-top-prob"]')!.textContent).toBe("5.3%");
-    expect(el.querySelector("b")).toBeNull();
+    expect(ui.el.querySelector("b")).toBeNull();
     expect(tid("lw-cell-top-before")!.querySelector("caption")!.textContent).toBe("unpatched (corrupted run)");
     // The head's pattern on both prompts, T x T, with token labels.
     for (const which of ["clean", "corrupted"]) {
@@ -624,28 +599,11 @@ describe("PatchingHeatmap view: export, theme, cleanup", () => {
     const ex = exactOf(ATTR.resid_pre);
     ex[3] = NaN;
     mount(new FakeModel(traits({ exact: { resid_pre: entry("resid_pre", ex, { partial: true }) } })));
-    const svgText = async () => {
-      const created: Blob[] = [];
-      const orig = URL.createObjectURL;
-      URL.createObjectURL = ((b: Blob) => {
-        created.push(b);
-        return "blob:fake";
-      }) as typeof URL.createObjectURL;
-      try {
-        tid("lw-export")!.click();
-        tid("lw-export-svg")!.click();
-        await tick();
-      } finally {
-        URL.createObjectURL = orig;
-      }
-      expect(created.length).toBe(1);
-      return created[0].text();
-    };
     tid("lw-export")!.click();
     const ids = [...tid("lw-export-menu")!.querySelectorAll<HTMLElement>("[data-testid]")].map((b) => b.dataset.testid);
     expect(ids).toEqual(["lw-export-png", "lw-export-svg"]);
     tid("lw-export")!.click();
-    const svg = await svgText();
+    const svg = await exportSvg();
     const doc = new DOMParser().parseFromString(svg, "image/svg+xml");
     expect(doc.querySelector("parsererror")).toBeNull();
     expect(svg).toContain("&lt;img·src=x·onerror=alert(1)&gt;");
@@ -662,10 +620,9 @@ describe("PatchingHeatmap view: export, theme, cleanup", () => {
     expect(svg.match(/id="lw-grad-pt\d"/g)).toEqual(['id="lw-grad-pt0"', 'id="lw-grad-pt1"']);
     // "exact only": the NaN cell is empty.
     const v = tid<HTMLSelectElement>("lw-view-resid_pre")!;
-    v.value = "exact";
-    v.dispatchEvent(new Event("change"));
+    choose(v, "exact");
     await frame();
-    const svg2 = await svgText();
+    const svg2 = await exportSvg();
     expect(svg2).toContain("not computed");
     expect(svg2).not.toContain('fill="url(#lw-pt-hatch)"/>');
   });
@@ -689,10 +646,9 @@ describe("PatchingHeatmap view: export, theme, cleanup", () => {
     const m = new FakeModel(traits({ cell_result: CELL_RESULT }));
     mount(m);
     expect(m.listenerCount()).toBeGreaterThan(0);
-    cleanup!();
-    cleanup = undefined;
+    ui.unmount();
     expect(m.listenerCount()).toBe(0);
-    expect(el.children.length).toBe(0);
+    expect(ui.el.children.length).toBe(0);
   });
 
   it("renders empty traits without throwing", () => {

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createWidget } from "../lib/widget";
-import { FakeModel, last, tick } from "./helpers";
+import { FakeModel, captureDownloads, last, tick } from "./helpers";
 
 afterEach(() => {
   document.body.replaceChildren();
@@ -58,18 +58,13 @@ describe("widget chrome", () => {
     const { w, tid, el } = setup();
     const make = vi.fn(() => new Blob(["x"], { type: "text/plain" }));
     w.setExports(() => [{ id: "png", label: "Grid (PNG)", filename: "g.png", make }]);
-    const urls: Blob[] = [];
-    const orig = URL.createObjectURL;
-    URL.createObjectURL = ((b: Blob) => (urls.push(b), "blob:x")) as typeof URL.createObjectURL;
-    try {
+    const urls = await captureDownloads(async () => {
       tid("lw-export").click();
       expect(tid("lw-export-menu").hidden).toBe(false);
       expect(tid("lw-export").getAttribute("aria-expanded")).toBe("true");
       tid("lw-export-png").click();
       await tick();
-    } finally {
-      URL.createObjectURL = orig;
-    }
+    });
     expect(make).toHaveBeenCalled();
     expect(urls.length).toBe(1);
     expect(tid("lw-export-menu").hidden).toBe(true);

@@ -1,11 +1,16 @@
 """Widget classes: thin anywidget views over a :class:`lenswidget.Lens`.
 
-Each class mirrors one front-end module in ``js/`` (``attention.py`` ↔ ``js/attention.ts``).
+Each class mirrors one front-end module in ``js/``: ``attention.py`` ↔ ``js/attention.ts``
+(:class:`AttentionGrid`), ``patching.py`` ↔ ``js/patching.ts`` (:class:`PatchingHeatmap`),
+``logit_lens.py`` ↔ ``js/logit_lens.ts`` (:class:`LogitLensTable`). ``base.py`` holds the request
+machinery they share.
 """
 
 from __future__ import annotations
 
 from .attention import AttentionGrid
 from .base import LensWidget, Request
+from .logit_lens import LogitLensTable
+from .patching import PatchingHeatmap
 
-__all__ = ["AttentionGrid", "LensWidget", "Request"]
+__all__ = ["AttentionGrid", "LensWidget", "LogitLensTable", "PatchingHeatmap", "Request"]
