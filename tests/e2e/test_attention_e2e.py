@@ -122,3 +122,41 @@ def test_tokens_are_text_not_html(lab):
     text = "".join(root.locator('[data-testid="lw-prompt-token"]').all_text_contents())
     assert "img" in text and "alert(1)" in text
     assert not dialogs
+
+
+def test_follows_jupyterlab_dark_theme_and_theme_trait(lab):
+    page = lab.page
+    lab.open("quickstart.ipynb")
+    lab.run_all()
+    root = page.locator('[data-testid="lw-root"]').first
+    root.locator('[data-testid="lw-grid"]').wait_for(state="visible")
+    assert root.get_attribute("data-theme") == "light"
+    light_bg = root.evaluate("el => getComputedStyle(el).backgroundColor")
+    page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+    page.wait_for_function("(el) => el.dataset.theme === 'dark'", arg=root.element_handle(), timeout=30_000)
+    dark_bg = root.evaluate("el => getComputedStyle(el).backgroundColor")
+    assert dark_bg != light_bg
+    # the theme trait forces a palette whatever the notebook's theme
+    lab.python("grid.theme = 'light'")
+    page.wait_for_function("(el) => el.dataset.theme === 'light'", arg=root.element_handle())
+    page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
+    lab.python("grid.theme = 'auto'")
+
+
+def test_export_png_and_svg(lab, tmp_path):
+    page = lab.page
+    lab.open("quickstart.ipynb")
+    lab.run_all()
+    root = page.locator('[data-testid="lw-root"]').first
+    root.locator('[data-testid="lw-grid"]').wait_for(state="visible")
+    for item, check in (
+        ("lw-export-png", lambda data: data[:8] == b"\x89PNG\r\n\x1a\n"),
+        ("lw-export-svg", lambda data: data.lstrip().startswith((b"<svg", b"<?xml")) and b"L1" in data),
+    ):
+        root.locator('[data-testid="lw-export"]').click()
+        with page.expect_download() as info:
+            root.locator(f'[data-testid="{item}"]').click()
+        path = tmp_path / info.value.suggested_filename
+        info.value.save_as(path)
+        data = path.read_bytes()
+        assert len(data) > 500 and check(data), (item, data[:80])
