@@ -17,9 +17,6 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-# TransformerLens's sweeps draw tqdm bars; benchmarks print their own table.
-os.environ.setdefault("TQDM_DISABLE", "1")
-
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     """Run ``fn`` once; return (seconds, its result)."""

@@ -31,7 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import best_of, machine_line, matmul_gflops, model_flops, print_table, timed  # noqa: E402
 
+import functools  # noqa: E402
+
 import torch  # noqa: E402
+import tqdm  # noqa: E402
 from transformer_lens import patching as tlp  # noqa: E402
 
 from lenswidget import models  # noqa: E402
@@ -41,6 +44,7 @@ from lenswidget.errors import InputError, ModelLoadError  # noqa: E402
 
 TOLERANCE = 1e-4
 TARGET = 10.0
+tlp.tqdm = functools.partial(tqdm.tqdm, disable=True)  # its progress bars would bury the table
 
 
 def toy_case():
@@ -102,16 +106,20 @@ def compare(name, model, clean, corrupted, metric, site, gflops, repeat) -> list
         return None
     t_ours, ours = best_of(lambda: patch_sweep(model, clean, corrupted, metric, site), repeat)
     t_tl, ref = timed(lambda: tl_sweep(model, clean, corrupted, metric, site))
+    if repeat > 1 and t_tl < 5:  # cheap enough to time again: the machine is shared and noisy
+        t_tl = min(t_tl, best_of(lambda: tl_sweep(model, clean, corrupted, metric, site), repeat - 1)[0])
     diff = (ref.float().cpu() - ours.values).abs().max().item()
     ok = tuple(ref.shape) == tuple(ours.values.shape) and diff <= TOLERANCE
     s = ours.stats
     ours_flops = s["block_tokens"] * flops["block"] + s["unembed_tokens"] * flops["unembed"]
     tl_flops = (ours.values.numel() + 1) * clean.numel() * flops["forward"]
     ratio = t_tl / t_ours
+    tl_forward = t_tl / (ours.values.numel() + 1)  # TransformerLens: one forward per cell + cache
     return [
         name, site, ours.values.numel(), t_tl, t_ours, ratio, "yes" if ratio >= TARGET else "NO",
         diff, "ok" if ok else "DIFFERS", ours_flops / 1e9,
-        100 * ours_flops / t_ours / 1e9 / gflops, 100 * tl_flops / t_tl / 1e9 / gflops, s["engine"],
+        100 * ours_flops / t_ours / 1e9 / gflops, 100 * tl_flops / t_tl / 1e9 / gflops,
+        t_ours / tl_forward, s["engine"],
     ]
 
 
@@ -154,8 +162,15 @@ def main() -> None:
     print()
     print_table(
         ["model", "site", "cells", "TL s", "ours s", "speed-up", ">=10x", "max|diff|", "equal",
-         "ours GFLOP", "ours matmul %", "TL matmul %", "engine"],
+         "ours GFLOP", "ours matmul %", "TL matmul %", "ours in TL fwds", "engine"],
         rows,
+    )
+    print(
+        "\n'ours in TL fwds': our whole sweep in units of one TransformerLens patched forward. A\n"
+        "sweep of N cells costs TransformerLens N + 1 forwards; ours needs at least one forward of\n"
+        "the batch, so sweeps of few cells (the toy's 8-cell all-position head sites: 9 forwards of\n"
+        "~2 ms) cannot reach 10x. engine 'full': the sweep fitted in one batched forward; 'fast':\n"
+        "later batches started at the patched layer."
     )
     bad = [r for r in rows if r[8] != "ok"]
     slow = [r for r in rows if r[6] != "yes"]

@@ -91,10 +91,40 @@ def test_batches_and_engines_give_the_same_values(toy_pair):
     many = patch_sweep(model, clean, corrupted, metric, "attn_head_out_by_pos", batch_size=5)
     assert many.stats["batches"] > 2 and many.stats["engine"] == "fast", many.stats
     assert many.stats["fallback_reason"] == ""
-    full = patch_sweep(model, clean, corrupted, metric, "attn_head_out_by_pos", batch_size=5, engine_name="full")
+    full = patch_sweep(model, clean, corrupted, metric, "attn_head_out_by_pos", batch_size=5, engine="full")
     assert full.stats["engine"] == "full"
     torch.testing.assert_close(many.values, one.values, atol=ATOL, rtol=0)
     torch.testing.assert_close(full.values, one.values, atol=ATOL, rtol=0)
+
+
+def test_metrics_that_declare_their_positions_get_only_those_logits(toy_pair):
+    model, clean, corrupted, metric = toy_pair
+    assert metric.positions == (-1,)
+    declared = patch_sweep(model, clean, corrupted, metric, "attn_head_q_by_pos", batch_size=4)
+    opaque = patch_sweep(model, clean, corrupted, lambda lg: metric(lg), "attn_head_q_by_pos", batch_size=4)
+    torch.testing.assert_close(declared.values, opaque.values, atol=ATOL, rtol=0)
+    assert declared.stats["unembed_tokens"] < opaque.stats["unembed_tokens"]
+
+    class Liar:  # reads the first position but declares the last: it sees NaN, not wrong numbers
+        positions = (-1,)
+
+        def __call__(self, logits):
+            return logits[:, 0, 0].mean()
+
+    res = patch_sweep(model, clean, corrupted, Liar(), "resid_pre", batch_size=2)
+    assert torch.isnan(res.values[1]).all()
+
+
+def test_a_failed_self_check_falls_back_to_full_forwards(toy_pair, monkeypatch):
+    from lenswidget.analysis import _patching_engine as engine
+
+    model, clean, corrupted, metric = toy_pair
+    good = patch_sweep(model, clean, corrupted, metric, "attn_out", batch_size=3)
+    real = engine._unembed
+    monkeypatch.setattr(engine, "_unembed", lambda m, h: real(m, h) + 1.0)  # an unknown final step
+    res = patch_sweep(model, clean, corrupted, metric, "attn_out", batch_size=3)
+    assert res.stats["engine"] == "full" and "differ" in res.stats["fallback_reason"]
+    torch.testing.assert_close(res.values, good.values, atol=ATOL, rtol=0)
 
 
 def test_later_batches_skip_the_blocks_before_the_patch(toy_pair):

@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     # patching.py / attribution.py / metrics.py: activation patching
     "patch_sweep": "patching",
     "patch_one": "patching",
+    "PatchOne": "patching",
     "PatchResult": "patching",
     "SITES": "patching",
     "attribution_patching": "attribution",

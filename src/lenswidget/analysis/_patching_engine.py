@@ -28,6 +28,7 @@ change is recomputed:
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -46,6 +47,9 @@ MAX_LOGIT_ELEMENTS = 1 << 25
 # How many tokens one batch aims at: enough rows for dense matmuls, few enough that progress and
 # cancel are polled every second or two on SmolLM2 on 2 CPU cores.
 TARGET_BATCH_TOKENS = 3072
+# What one call of a block costs in Python overhead through the bridge, in FLOPs of dense
+# compute on this class of CPU (~1-2 ms): weighs recomputation against one more batch.
+BLOCK_CALL_FLOPS = 2e8
 
 
 @dataclass
@@ -307,6 +311,32 @@ def _unembed(model: Any, hidden: torch.Tensor) -> torch.Tensor:
     return model.unembed(model.ln_final(hidden))
 
 
+def metric_positions(metric: Metric, p: int) -> list[int] | None:
+    """The positions a metric declares it reads (``metric.positions``, see ``metrics``), as
+    indices in ``range(p)``; None for every position (undeclared, all of them, or out of range)."""
+    declared = getattr(metric, "positions", None)
+    if declared is None:
+        return None
+    try:
+        wanted = {int(q) for q in declared}
+    except (TypeError, ValueError):
+        return None
+    if not wanted or any(not -p <= q < p for q in wanted):
+        return None
+    out = sorted({q % p for q in wanted})
+    return None if len(out) == p else out
+
+
+def _unembed_at(model: Any, hidden: torch.Tensor, positions: list[int] | None) -> torch.Tensor:
+    """Logits ``[rows, p, vocab]`` computed only at ``positions`` (NaN elsewhere), or everywhere."""
+    if positions is None:
+        return _unembed(model, hidden)
+    part = _unembed(model, hidden[:, positions])
+    out = part.new_full((hidden.shape[0], hidden.shape[1], part.shape[-1]), float("nan"))
+    out[:, positions] = part
+    return out
+
+
 def _check_rows(logits: torch.Tensor, expected: torch.Tensor) -> str:
     err = (logits - expected).abs().max().item()
     scale = 1.0 + expected.abs().max().item()
@@ -329,12 +359,43 @@ def _runs_per_batch(model: Any, st: State, engine: str, batch_size: int | None) 
     return max(1, min(by_memory, by_speed))
 
 
-def _first_batch_size(model: Any, st: State, want: int, total: int) -> int:
-    """The first batch's run count, nudged so its row count is not also another axis length
-    (the captured block inputs are told apart from non-batch tensors by their first axis)."""
+_BLOCK_FLOPS: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
+
+
+def _block_flops(model: Any) -> float:
+    """FLOPs per token of one block (2 x its parameters), cached per model."""
+    try:
+        return _BLOCK_FLOPS[model]
+    except (KeyError, TypeError):
+        pass
+    blocks = getattr(model, "blocks", None)
+    flops = 2.0 * sum(p.numel() for p in blocks[0].parameters()) if blocks else 0.0
+    try:
+        _BLOCK_FLOPS[model] = flops
+    except TypeError:  # pragma: no cover - not weak-referenceable
+        pass
+    return flops
+
+
+def _first_batch_size(model: Any, site: Site, st: State, want: int, order: list) -> int:
+    """How many of the (stage-sorted) cells the first batch takes.
+
+    The first batch runs full forwards, so a cell patched at layer ``L`` there recomputes ``L``
+    blocks a later batch would skip. It takes cells while that waste stays below what one more
+    batch costs in per-call overhead (one bridge block call ~ ``BLOCK_CALL_FLOPS``): on the toy
+    model that is every cell (one forward in all), on SmolLM2 the first few layers. The count is
+    nudged so the batch's row count is not also another axis length (captured block inputs are
+    told apart from other tensors by their first axis)."""
     cfg = model.cfg
+    per_token_layer = _block_flops(model)
+    budget = BLOCK_CALL_FLOPS * int(cfg.n_layers)
+    waste, k = 0.0, 0
+    for cell in order[: max(1, want)]:
+        waste += entry_stage(site, cell) * st.n * st.p * per_token_layer
+        if k > 0 and waste > budget:
+            break
+        k += 1
     taken = {st.p, int(cfg.d_model), int(cfg.n_heads), int(cfg.d_head), int(cfg.n_ctx)}
-    k = min(want, total)
     while k > 1 and (k + 2) * st.n in taken:
         k -= 1
     return k
@@ -371,6 +432,7 @@ def sweep(
         stats.engine = "full"
         stats.fallback_reason = "the model has no blocks / ln_final / unembed"
     order = sorted(cells, key=lambda c: entry_stage(site, c))
+    positions = metric_positions(metric, p)
     first = True
     cancelled = False
     i = count = 0
@@ -383,7 +445,10 @@ def sweep(
         with torch.no_grad():
             if first:
                 want = _runs_per_batch(model, st, "full", batch_size)
-                chunk = order[: _first_batch_size(model, st, want, len(order))]
+                if stats.engine == "fast":
+                    chunk = order[: _first_batch_size(model, site, st, want, order)]
+                else:
+                    chunk = order[:want]
                 last = len(chunk) == len(order)
                 logits = _run_full(model, site, st, chunk, stats, first=True, last=last)
                 first = False
@@ -414,8 +479,8 @@ def sweep(
                         continue  # redo this chunk with full forwards
                     per_slice = max(1, MAX_LOGIT_ELEMENTS // max(1, n * p * int(model.cfg.d_vocab)))
                     for s in range(0, len(chunk), per_slice):
-                        logits = _unembed(model, hidden[s * n : (s + per_slice) * n])
-                        stats.unembed_tokens += logits.shape[0] * p
+                        logits = _unembed_at(model, hidden[s * n : (s + per_slice) * n], positions)
+                        stats.unembed_tokens += logits.shape[0] * (len(positions) if positions else p)
                         for j in range(logits.shape[0] // n):
                             cell = chunk[s + j]
                             values[cell] = eval_metric(metric, logits[j * n : (j + 1) * n])

@@ -14,6 +14,7 @@ with no final LayerNorm) and an approximation elsewhere.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -85,8 +86,14 @@ def _simple(
             return x.detach().requires_grad_(True)
 
         hooks.append((act_name("resid_pre", 0), leaf))
-    with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
-        grads = cache_activation_and_gradient(model, base, _scalar_metric(metric), names_filter=names)
+    # The hook point at the very start is asked for too: a backward that only has to reach the
+    # reshaped views the bridge hands to hooks at hook_z / hook_q / ... stops before running
+    # their backward hooks, and their gradients would come back empty.
+    wanted = list(dict.fromkeys([act_name("resid_pre", 0), *names]))
+    with torch.enable_grad(), model.hooks(fwd_hooks=hooks), warnings.catch_warnings():
+        # frozen weights: torch notes that module backward hooks fire on outputs only; expected
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        grads = cache_activation_and_gradient(model, base, _scalar_metric(metric), names_filter=wanted)
     base_value = float(grads.metric.float())
 
     shape = value_shape(model, site, int(clean.shape[1]))
@@ -94,7 +101,7 @@ def _simple(
     for layer, name in enumerate(names):
         grad = grads.gradients.get(name)
         act = grads.activations[name]
-        if grad is None:
+        if grad is None:  # the metric does not depend on this activation
             grad = torch.zeros_like(act)
         delta = source_cache[name].to(act.dtype) - act
         values[layer] = base_value + _reduce(site, (delta * grad).float()).cpu()

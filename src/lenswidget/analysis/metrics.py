@@ -4,6 +4,11 @@ Each metric takes ``logits`` shaped ``[batch, pos, vocab]`` (one run of the whol
 as TransformerLens's patching functions pass them) and returns a 0-d tensor, differentiable so
 that :func:`~lenswidget.analysis.attribution_patching` can use it. Any callable with that
 contract can be used instead.
+
+A metric may declare the sequence positions it reads as a ``positions`` attribute (a tuple of
+ints, negative counting from the end; the metrics here do). :func:`~lenswidget.analysis.patch_sweep`
+then computes the final LayerNorm and unembedding only there, and hands the metric logits that
+are NaN at every other position. A callable without ``positions`` gets every position's logits.
 """
 
 from __future__ import annotations
@@ -49,10 +54,22 @@ def _check_logits(logits: torch.Tensor) -> None:
 
 
 def _at(logits: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """``[batch, vocab]``: each prompt's logits at its position."""
+    """``[batch, vocab]``: each prompt's logits at its position (a view for one shared position)."""
     b = logits.shape[0]
+    if pos.numel() == 1:
+        return logits[:, int(pos)]
     p = _per_prompt(pos, b, "pos").to(logits.device)
     return logits[torch.arange(b, device=logits.device), p]
+
+
+def _pick(rows: torch.Tensor, ids: torch.Tensor, what: str) -> torch.Tensor:
+    """``rows[i, ids_i]`` for ``rows`` [batch, vocab]."""
+    idx = _per_prompt(ids, rows.shape[0], what).to(rows.device)
+    return rows.gather(1, idx[:, None])[:, 0]
+
+
+def _positions(pos: torch.Tensor) -> tuple[int, ...]:
+    return tuple(sorted({int(p) for p in pos.tolist()}))
 
 
 class LogitDiff:
@@ -64,14 +81,15 @@ class LogitDiff:
         self.wrong_ids = _ids(wrong_ids, "wrong_ids")
         self.pos = _ids(pos, "pos")
 
+    @property
+    def positions(self) -> tuple[int, ...]:
+        """The sequence positions this metric reads (see the module docstring)."""
+        return _positions(self.pos)
+
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         _check_logits(logits)
-        b = logits.shape[0]
         last = _at(logits, self.pos)
-        rows = torch.arange(b, device=logits.device)
-        a = _per_prompt(self.answer_ids, b, "answer_ids").to(logits.device)
-        w = _per_prompt(self.wrong_ids, b, "wrong_ids").to(logits.device)
-        return (last[rows, a] - last[rows, w]).mean()
+        return (_pick(last, self.answer_ids, "answer_ids") - _pick(last, self.wrong_ids, "wrong_ids")).mean()
 
     def __repr__(self) -> str:
         return (
@@ -87,13 +105,15 @@ class AnswerProb:
         self.answer_ids = _ids(answer_ids, "answer_ids")
         self.pos = _ids(pos, "pos")
 
+    @property
+    def positions(self) -> tuple[int, ...]:
+        """The sequence positions this metric reads (see the module docstring)."""
+        return _positions(self.pos)
+
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         _check_logits(logits)
-        b = logits.shape[0]
-        probs = _at(logits, self.pos).float().softmax(dim=-1)
-        rows = torch.arange(b, device=logits.device)
-        a = _per_prompt(self.answer_ids, b, "answer_ids").to(logits.device)
-        return probs[rows, a].mean()
+        logprobs = _at(logits, self.pos).float().log_softmax(dim=-1)
+        return _pick(logprobs, self.answer_ids, "answer_ids").exp().mean()
 
     def __repr__(self) -> str:
         return f"answer_prob_metric(answer_ids={self.answer_ids.tolist()}, pos={self.pos.tolist()})"
@@ -115,6 +135,11 @@ class Normalized:
         self.metric = metric
         self.clean_value = clean
         self.corrupted_value = corrupted
+
+    @property
+    def positions(self) -> tuple[int, ...] | None:
+        """The positions the wrapped metric reads, if it says (see the module docstring)."""
+        return getattr(self.metric, "positions", None)
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         value = torch.as_tensor(self.metric(logits))

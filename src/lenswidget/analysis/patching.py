@@ -19,7 +19,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import torch
 
 from ..errors import InputError
-from . import _patching_engine as engine
+from . import _patching_engine as _engine
 from ._patching_sites import (
     SITES,
     Site,
@@ -238,7 +238,7 @@ def check_inputs(
 def require_site_hooks(model: Any, site: Site) -> None:
     """InputError when the model lacks the hook a site patches (e.g. ``mlp_out`` on an
     attention-only model, ``resid_mid`` on a parallel-attention model)."""
-    hook_dict = model.hook_dict
+    hook_dict = model.hook_dict  # built on each access: read it once
     for layer in (0, int(model.cfg.n_layers) - 1):
         name = act_name(site.act, layer)
         if name not in hook_dict:
@@ -273,17 +273,17 @@ def _simple_sweep(
     cancel: Callable[[], bool] | None,
     progress_offset: int = 0,
     progress_total: int | None = None,
-    engine_name: str = "auto",
+    engine: str = "auto",
 ) -> PatchResult:
     require_site_hooks(model, site)
     n_layers = int(model.cfg.n_layers)
     base, source = _base_source(direction, clean, corrupted)
-    st = engine.State(base_tokens=base, source_tokens=source)
+    st = _engine.State(base_tokens=base, source_tokens=source)
     shape = value_shape(model, site, int(clean.shape[1]))
     values = torch.full(shape, float("nan"), dtype=torch.float32)
     done = torch.zeros(shape, dtype=torch.bool)
     cells = list(iter_cells(shape))
-    stats, cancelled = engine.sweep(
+    stats, cancelled = _engine.sweep(
         model,
         site,
         st,
@@ -296,11 +296,11 @@ def _simple_sweep(
         cancel=cancel,
         progress_offset=progress_offset,
         progress_total=progress_total,
-        engine=engine_name,
+        engine=engine,
     )
     nan = float("nan")
-    base_value = nan if st.base_logits is None else engine.eval_metric(metric, st.base_logits)
-    source_value = nan if st.source_logits is None else engine.eval_metric(metric, st.source_logits)
+    base_value = nan if st.base_logits is None else _engine.eval_metric(metric, st.base_logits)
+    source_value = nan if st.source_logits is None else _engine.eval_metric(metric, st.source_logits)
     clean_value, corrupted_value = (
         (source_value, base_value) if direction == "denoise" else (base_value, source_value)
     )
@@ -378,7 +378,7 @@ def patch_sweep(
     batch_size: int | None = None,
     progress: Callable[[int, int], Any] | None = None,
     cancel: Callable[[], bool] | None = None,
-    engine_name: str = "auto",
+    engine: str = "auto",
 ) -> PatchResult:
     """Patch every cell of ``site`` and return the metric of each patched run.
 
@@ -400,7 +400,7 @@ def patch_sweep(
         cancel: polled before each batch; when it returns True the sweep stops and **returns**
             (does not raise) the partial result: ``partial=True``, cells not run are NaN and
             ``done_mask`` is False there.
-        engine_name: ``"auto"`` (block-by-block with a self-check, falling back to the model's
+        engine: ``"auto"`` (block-by-block with a self-check, falling back to the model's
             forward), or ``"full"`` to force batched full forwards.
 
     Returns:
@@ -414,7 +414,7 @@ def patch_sweep(
     """
     site_obj = get_site(site)
     clean, corrupted = check_inputs(model, clean_tokens, corrupted_tokens, direction)
-    common = dict(batch_size=batch_size, cancel=cancel, engine_name=engine_name)
+    common = dict(batch_size=batch_size, cancel=cancel, engine=engine)
     if not site_obj.is_composite:
         return _simple_sweep(
             model, site_obj, clean, corrupted, metric, direction, progress=progress, **common
@@ -520,7 +520,7 @@ def patch_one(
             return act
 
         logits = model.run_with_hooks(base, fwd_hooks=[(name, hook)])
-        value = engine.eval_metric(metric, logits)
+        value = _engine.eval_metric(metric, logits)
     return PatchOne(
         value=value,
         logits=logits.detach(),
