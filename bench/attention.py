@@ -14,15 +14,14 @@ plus `head_detector.detect_head` for each score (one call per score, as a user w
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import machine_line, median_ms  # noqa: E402
 from transformer_lens.head_detector import detect_head  # noqa: E402
 
 import lenswidget  # noqa: E402
@@ -30,19 +29,9 @@ from lenswidget import models  # noqa: E402
 from lenswidget.analysis import detection_patterns  # noqa: E402
 
 
-def median_ms(fn, repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
-
-
 def tl_grid(model, prompt: str) -> None:
     tokens = model.to_tokens(prompt)
-    _, cache = model.run_with_cache(tokens)
+    _, cache = model.run_with_cache(tokens, remove_batch_dim=True)
     for name in ("previous_token_head", "duplicate_token_head", "induction_head"):
         detect_head(model, prompt, name, cache=cache)
     detect_head(model, prompt, detection_patterns(tokens)["first_token"], cache=cache)
@@ -101,6 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     repeat = 3 if args.quick else 10
     torch.manual_seed(0)
+    print(machine_line())
     rows = []
     toy = lenswidget.Lens(models.toy())
     rows += bench("toy", toy, "the cat sat on the mat and the dog ran home . the cat sat on the mat and the dog ran home",

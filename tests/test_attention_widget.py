@@ -163,3 +163,12 @@ def test_several_widgets_share_one_lens(toy_lens):
     ra, rb = a.ablate(1, 0), b.ablate(1, 0)
     assert ra.tokens.shape != rb.tokens.shape
     assert math.isfinite(float(ra.delta_logprob.sum()))
+
+
+def test_missing_bundle_is_a_clear_message_not_a_broken_import():
+    from lenswidget.widgets.base import bundle, bundle_missing
+
+    esm = bundle("no_such_widget.js")
+    assert isinstance(esm, str) and "export default" in esm and "make js" in esm
+    assert "missing" in bundle_missing("no_such_widget.js")
+    assert bundle_missing("attention.js") is None  # built by `make` before the tests

@@ -149,11 +149,9 @@ class LogitLensTable(LensWidget):
         tokens = self.lens.tokenize(prompt)
         run = self.lens.run(tokens)
         self._tokens = tokens
-        target = self.target if self.target >= 0 else None
+        # the target: the one set, else the model's own prediction at the last position
+        target = self.target if self.target >= 0 else int(run.logits[0, -1].argmax())
         result = logit_lens(self.lens.model, tokens, k=self.detail_k, target=target, cache=run.cache)
-        if target is None:
-            target = int(result.top_ids[-1, -1, 0])
-            result = result.with_target(target)
         self._cache = self._original_cache = run.cache
         self.result = self.original = result
         n = self.lens.n_layers
