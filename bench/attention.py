@@ -100,7 +100,7 @@ def main() -> None:
         prompt = ("The Eiffel Tower is located in the city of Paris, and the Colosseum is located in the "
                   "city of Rome, which is the capital")
         n = smol.tokenize(prompt).shape[1]
-        rows += bench(f"smollm2", smol, prompt, 10, 3, max(3, repeat // 3), {"grid": 2000, "ablate": 1500})
+        rows += bench("smollm2", smol, prompt, 10, 3, max(3, repeat // 3), {"grid": 2000, "ablate": 1500})
         print(f"smollm2 prompt: {n} tokens")
     print()
     print(f"{'model':8} {'what':44} {'lenswidget ms':>14} {'TL ms':>10} {'TL/ours':>8} {'target ms':>10} ok")

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lenswidget import InputError, Lens
+from lenswidget import InputError
 from lenswidget.analysis import ablate_heads, head_scores
 from lenswidget.encode import decode_tensor
 from lenswidget.widgets import AttentionGrid

@@ -29,6 +29,7 @@ from .patching import (
     TokensLike,
     _base_source,
     check_inputs,
+    make_result,
     require_site_hooks,
     stack_parts,
     str_tokens_of,
@@ -105,23 +106,10 @@ def _simple(
             grad = torch.zeros_like(act)
         delta = source_cache[name].to(act.dtype) - act
         values[layer] = base_value + _reduce(site, (delta * grad).float()).cpu()
-    clean_value, corrupted_value = (
-        (source_value, base_value) if direction == "denoise" else (base_value, source_value)
-    )
-    return PatchResult(
-        values=values,
-        dims=site.dims,
-        site=site.name,
-        hook=site.hook,
-        clean_value=clean_value,
-        corrupted_value=corrupted_value,
-        direction=direction,
-        method="attribution",
-        corrupted_pos_labels=str_tokens_of(model, corrupted[0]),
-        partial=False,
-        done_mask=torch.ones(shape, dtype=torch.bool),
+    return make_result(
+        model, site, values, clean, corrupted, base_value=base_value, source_value=source_value,
+        direction=direction, method="attribution", partial=False, done_mask=torch.ones(shape, dtype=torch.bool),
         stats={"engine": "attribution", "runs": 0, "forward_passes": 2, "backward_passes": 1},
-        **labels(model, site, n_layers, str_tokens_of(model, clean[0])),
     )
 
 

@@ -62,7 +62,6 @@ from typing import Any, Sequence
 
 import torch
 
-from ..errors import InputError
 from .hooks import act_name, head_label
 from .readout import (
     apply_final_norm,

@@ -72,19 +72,26 @@ def _positions(pos: torch.Tensor) -> tuple[int, ...]:
     return tuple(sorted({int(p) for p in pos.tolist()}))
 
 
-class LogitDiff:
-    """Mean over prompts of ``logit[answer] - logit[wrong]`` at ``pos`` (see
-    :func:`logit_diff_metric`)."""
+class _AtPositions:
+    """A metric that reads the logits at ``pos`` (one position, or one per prompt)."""
 
-    def __init__(self, answer_ids: Ids, wrong_ids: Ids, pos: Pos = -1):
+    def __init__(self, answer_ids: Ids, pos: Pos = -1):
         self.answer_ids = _ids(answer_ids, "answer_ids")
-        self.wrong_ids = _ids(wrong_ids, "wrong_ids")
         self.pos = _ids(pos, "pos")
 
     @property
     def positions(self) -> tuple[int, ...]:
         """The sequence positions this metric reads (see the module docstring)."""
         return _positions(self.pos)
+
+
+class LogitDiff(_AtPositions):
+    """Mean over prompts of ``logit[answer] - logit[wrong]`` at ``pos`` (see
+    :func:`logit_diff_metric`)."""
+
+    def __init__(self, answer_ids: Ids, wrong_ids: Ids, pos: Pos = -1):
+        super().__init__(answer_ids, pos)
+        self.wrong_ids = _ids(wrong_ids, "wrong_ids")
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         _check_logits(logits)
@@ -98,17 +105,8 @@ class LogitDiff:
         )
 
 
-class AnswerProb:
+class AnswerProb(_AtPositions):
     """Mean over prompts of the softmax probability of the answer at ``pos``."""
-
-    def __init__(self, answer_ids: Ids, pos: Pos = -1):
-        self.answer_ids = _ids(answer_ids, "answer_ids")
-        self.pos = _ids(pos, "pos")
-
-    @property
-    def positions(self) -> tuple[int, ...]:
-        """The sequence positions this metric reads (see the module docstring)."""
-        return _positions(self.pos)
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         _check_logits(logits)

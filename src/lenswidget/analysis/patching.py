@@ -255,6 +255,43 @@ def require_site_hooks(model: Any, site: Site) -> None:
             )
 
 
+def make_result(
+    model: Any,
+    site: Site,
+    values: torch.Tensor,
+    clean: torch.Tensor,
+    corrupted: torch.Tensor,
+    *,
+    base_value: float,
+    source_value: float,
+    direction: str,
+    method: str,
+    partial: bool,
+    done_mask: torch.Tensor,
+    stats: dict,
+) -> PatchResult:
+    """A :class:`PatchResult` with its labels, from the metric on the run being patched
+    (``base_value``) and on the run patched from (``source_value``)."""
+    clean_value, corrupted_value = (
+        (source_value, base_value) if direction == "denoise" else (base_value, source_value)
+    )
+    return PatchResult(
+        values=values,
+        dims=site.dims,
+        site=site.name,
+        hook=site.hook,
+        clean_value=clean_value,
+        corrupted_value=corrupted_value,
+        direction=direction,
+        method=method,
+        corrupted_pos_labels=str_tokens_of(model, corrupted[0]),
+        partial=partial,
+        done_mask=done_mask,
+        stats=stats,
+        **labels(model, site, int(model.cfg.n_layers), str_tokens_of(model, clean[0])),
+    )
+
+
 def _base_source(direction: str, clean: torch.Tensor, corrupted: torch.Tensor):
     return (corrupted, clean) if direction == "denoise" else (clean, corrupted)
 
@@ -276,7 +313,6 @@ def _simple_sweep(
     engine: str = "auto",
 ) -> PatchResult:
     require_site_hooks(model, site)
-    n_layers = int(model.cfg.n_layers)
     base, source = _base_source(direction, clean, corrupted)
     st = _engine.State(base_tokens=base, source_tokens=source)
     shape = value_shape(model, site, int(clean.shape[1]))
@@ -301,23 +337,9 @@ def _simple_sweep(
     nan = float("nan")
     base_value = nan if st.base_logits is None else _engine.eval_metric(metric, st.base_logits)
     source_value = nan if st.source_logits is None else _engine.eval_metric(metric, st.source_logits)
-    clean_value, corrupted_value = (
-        (source_value, base_value) if direction == "denoise" else (base_value, source_value)
-    )
-    return PatchResult(
-        values=values,
-        dims=site.dims,
-        site=site.name,
-        hook=site.hook,
-        clean_value=clean_value,
-        corrupted_value=corrupted_value,
-        direction=direction,
-        method="exact",
-        corrupted_pos_labels=str_tokens_of(model, corrupted[0]),
-        partial=bool(cancelled),
-        done_mask=done,
-        stats=stats.as_dict(),
-        **labels(model, site, n_layers, str_tokens_of(model, clean[0])),
+    return make_result(
+        model, site, values, clean, corrupted, base_value=base_value, source_value=source_value,
+        direction=direction, method="exact", partial=bool(cancelled), done_mask=done, stats=stats.as_dict(),
     )
 
 

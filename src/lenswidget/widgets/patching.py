@@ -20,7 +20,7 @@ from ..analysis.metrics import logit_diff_metric, normalized_metric
 from ..analysis.patching import SITES, PatchResult, patch_one, patch_sweep, require_site_hooks
 from ..analysis.text import str_token
 from ..encode import encode_tensor
-from ..errors import Cancelled, InputError
+from ..errors import InputError
 from ..session import Lens
 from .base import LensWidget, Progress, Request, bundle
 
