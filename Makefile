@@ -22,7 +22,7 @@ lab: setup .jupyter/labconfig/page_config.json
 	JUPYTER_CONFIG_DIR=$(CURDIR)/.jupyter $(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) \
 	  --ServerApp.root_dir=$(CURDIR)/notebooks \
 	  --LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
-	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) quickstart.ipynb
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/quickstart.ipynb
 
 # No internet: keep JupyterLab's news and update checks off.
 .jupyter/labconfig/page_config.json:
