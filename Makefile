@@ -13,6 +13,7 @@ NODE_STAMP := node_modules/.lenswidget-installed
 JS_OUT := src/lenswidget/static/attention.js
 JS_SRC := $(shell find js -name '*.ts' -not -path 'js/test/*' 2>/dev/null) $(wildcard js/lib/*.css)
 LW_CACHE ?= $(or $(LENSWIDGET_CACHE),$(HOME)/.cache/lenswidget)
+export LENSWIDGET_CACHE := $(LW_CACHE)
 SMOL := $(LW_CACHE)/smollm2-135m-instruct/.ready
 PORT ?= 8888
 
