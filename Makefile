@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 PY_STAMP := $(VENV)/.lenswidget-installed
 NODE_STAMP := node_modules/.lenswidget-installed
-JS_OUT := src/lenswidget/static/attention.js
+JS_OUT := $(addprefix src/lenswidget/static/,attention.js patching.js logit_lens.js lenswidget.css)
 JS_SRC := $(shell find js -name '*.ts' -not -path 'js/test/*' 2>/dev/null) $(wildcard js/lib/*.css)
 LW_CACHE ?= $(or $(LENSWIDGET_CACHE),$(HOME)/.cache/lenswidget)
 export LENSWIDGET_CACHE := $(LW_CACHE)
@@ -46,7 +46,7 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-$(JS_OUT): $(NODE_STAMP) $(JS_SRC)
+$(JS_OUT) &: $(NODE_STAMP) $(JS_SRC)
 	npm run build
 
 js: $(NODE_STAMP)

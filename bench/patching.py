@@ -50,27 +50,10 @@ tlp.tqdm = functools.partial(tqdm.tqdm, disable=True)  # its progress bars would
 def toy_case():
     """The toy model and an induction pair: the clean prompt repeats its words, so the last
     token is predictable by induction; the corrupted one has other words in the first half."""
-    try:
-        model = models.toy()
-        clean = models.toy_repeated_tokens(10, seed=0)[:, :-1]
-        other = models.toy_repeated_tokens(10, seed=1)[:, :-1]
-        note = "toy (models.toy)"
-    except ModelLoadError:
-        # The shipped toy weights are missing (still being trained): an untrained model of the
-        # same shape stands in; the speed comparison does not depend on the weights.
-        from transformer_lens.config import TransformerBridgeConfig
-        from transformer_lens.model_bridge import TransformerBridge
-
-        cfg = TransformerBridgeConfig(
-            d_model=64, d_head=16, n_layers=2, n_ctx=64, n_heads=4, d_vocab=300, attn_only=True,
-            positional_embedding_type="rotary", normalization_type="LN", seed=0,
-        )
-        model = TransformerBridge.boot_native(cfg).eval()
-        gen = torch.Generator().manual_seed(0)
-        words = torch.randperm(296, generator=gen)[:20] + 4
-        clean = torch.cat([torch.zeros(1, 1, dtype=torch.long), words[None, :10], words[None, :9]], 1)
-        other = torch.cat([torch.zeros(1, 1, dtype=torch.long), words[None, 10:], words[None, :9]], 1)
-        note = "toy stand-in (untrained native 2-layer attn-only; models.toy() unavailable)"
+    model = models.toy()
+    clean = models.toy_repeated_tokens(10, seed=0)[:, :-1]
+    other = models.toy_repeated_tokens(10, seed=1)[:, :-1]
+    note = "toy (models.toy)"
     corrupted = clean.clone()
     corrupted[:, 1:11] = other[:, 1:11]
     answer = int(clean[0, 10])  # the word after the earlier copy of the last token

@@ -490,6 +490,7 @@ export function render({ model, el }: RenderProps): () => void {
       const ns = numberOr(sp?.n_sites, NaN);
       const where = Number.isFinite(si) && Number.isFinite(ns) && ns > 1 ? ` (site ${si + 1} of ${ns})` : "";
       sweepProgressText.textContent = spTotal > 0 ? `${typeof sp?.site === "string" ? `${sp.site} ` : ""}${spDone}/${spTotal}${where}` : "starting…";
+      cancelSweepBtn.hidden = (sp as { cancellable?: unknown } | null)?.cancellable === false;
       cancelSweepBtn.disabled = cancellingSweep;
       cancelSweepBtn.textContent = cancellingSweep ? "Cancelling…" : "Cancel";
     }

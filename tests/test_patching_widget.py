@@ -179,3 +179,35 @@ def test_state_for_redisplay(heatmap):
     for key in ("exact", "attribution", "cell_result", "selected", "clean_tokens", "sweep_state"):
         assert key in state
     assert state["sweep_state"] == "done"
+
+
+def test_settings_change_while_busy_is_refused_and_reverted(heatmap, toy_lens):
+    with toy_lens.computation("a sweep"):
+        heatmap.direction = "noise"
+    assert heatmap.direction == "denoise" and heatmap.error["kind"] == "busy"
+    heatmap.direction = "noise"  # once free, it applies
+    assert heatmap.direction == "noise" and heatmap.error == {}
+
+
+def test_attribution_is_recomputed_for_new_inputs(heatmap, toy_lens):
+    from lenswidget.analysis import attribution_patching
+
+    heatmap.set_sites(["attn_out"])
+    heatmap.set_inputs("red fish blue tree king star red fish blue tree king", CORRUPT, "star", "moon")
+    heatmap.set_sites(["resid_pre", "attn_out"])
+    metric = logit_diff_metric([toy_lens.token_id("star")], [toy_lens.token_id("moon")])
+    fresh = attribution_patching(toy_lens.model, toy_lens.tokenize("red fish blue tree king star red fish blue tree king"),
+                                 toy_lens.tokenize(CORRUPT), metric, site="attn_out")
+    np.testing.assert_allclose(_values(heatmap.attribution["attn_out"]), fresh.values.numpy(), atol=1e-5)
+
+
+def test_grouped_query_kv_sites_are_labelled_by_group():
+    from lenswidget import Lens, models
+
+    lens = Lens(models.random_hf("llama", seed=0))  # 4 query heads, 2 key/value heads
+    hm = lens.patching(CLEAN, CORRUPT, "ship", "moon", sites=["attn_head_k_all_pos", "attn_head_out_all_pos"])
+    assert hm.attribution["attn_head_k_all_pos"]["labels"]["head"] == ["KV0", "KV1"]
+    assert hm.attribution["attn_head_out_all_pos"]["labels"]["head"] == ["H0", "H1", "H2", "H3"]
+    cell = hm.patch("attn_head_k_all_pos", [1, 1])
+    assert "head" not in cell  # a key/value group is not one query head: no single pattern to show
+    assert "head" in hm.patch("attn_head_out_all_pos", [1, 1])

@@ -88,8 +88,10 @@ interface Open {
 }
 
 let counter = 0;
-/** Ids unique within the bundle, so two views of one model never share an id. */
-export const defaultNewId = (): string => `r${++counter}`;
+/** A per-page prefix, so a reloaded page never reuses the id of a request the kernel still runs. */
+const pagePrefix = Math.random().toString(36).slice(2, 8);
+/** Ids unique within the page, so two views of one model never share an id. */
+export const defaultNewId = (): string => `${pagePrefix}-r${++counter}`;
 
 function num(x: unknown, fallback: number): number {
   return typeof x === "number" && Number.isFinite(x) ? x : fallback;

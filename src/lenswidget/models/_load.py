@@ -105,6 +105,7 @@ def _finish(bridge: Any, device: str | torch.device | None, dtype: torch.dtype |
 
 
 def _load_hub(name: str, tokenizer: Any, device: Any, dtype: torch.dtype | None, kwargs: dict) -> "TransformerBridge":
+    device = device or "cpu"
     from transformer_lens.model_bridge import TransformerBridge
 
     offline = False
@@ -190,7 +191,7 @@ def load(
     name_or_hf_model: Any,
     *,
     tokenizer: Any = None,
-    device: str | torch.device | None = "cpu",
+    device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     **kwargs: Any,
 ) -> "TransformerBridge":
@@ -208,7 +209,8 @@ def load(
             - a ``transformers.PreTrainedModel`` object, with its ``tokenizer``;
             - a ``TransformerBridge`` (returned as is, in eval mode).
         tokenizer: the tokenizer to use (required with a model object).
-        device: where to put the model (default CPU).
+        device: where to put the model. Default: the CPU for names (``"toy"``, ``"smollm2"``, hub
+            names); a model object or bridge you pass stays where it is.
         dtype: the dtype to run in (default: float32 for names, the model's own for objects).
         **kwargs: passed on to ``TransformerBridge.boot_transformers`` (e.g. ``revision``);
             ``cache_dir`` for ``"smollm2"``.
@@ -224,7 +226,7 @@ def load(
 
             if kwargs or tokenizer is not None:
                 raise ModelLoadError("load('toy') takes only device= and dtype=; the toy model has its own tokenizer.")
-            return _finish(toy(), device, dtype)
+            return _finish(toy(), device or "cpu", dtype)
         if key == "smollm2":
             from ._smollm2 import smollm2
 

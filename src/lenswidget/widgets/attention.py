@@ -79,21 +79,13 @@ class AttentionGrid(LensWidget):
     def run(self, prompt: str) -> HeadScores:
         """Run the model on ``prompt``: new patterns and scores in the view. Returns the scores."""
 
-        def body() -> HeadScores:
-            with self.lens.computation("AttentionGrid.run"):
-                return self._run(prompt)
-
-        return self._python_call(body)
+        return self._python_call(lambda: self._exclusive("run", lambda: self._run(prompt)))
 
     def ablate(self, layer: int, head: int, mode: str | None = None) -> AblationResult:
         """Rerun the model with head ``(layer, head)`` ablated (``mode`` "zero" or "mean", default
         the widget's ``ablation_mode``); show and return the change."""
 
-        def body() -> AblationResult:
-            with self.lens.computation("AttentionGrid.ablate"):
-                return self._ablate(layer, head, mode)
-
-        return self._python_call(body)
+        return self._python_call(lambda: self._exclusive("ablate", lambda: self._ablate(layer, head, mode)))
 
     def focus_head(self, layer: int, head: int) -> None:
         """Show head ``(layer, head)`` full size."""

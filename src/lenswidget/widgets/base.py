@@ -265,6 +265,11 @@ class LensWidget(anywidget.AnyWidget):
         if thread is not None:
             thread.join(timeout)
 
+    def _exclusive(self, name: str, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` holding the session (waiting for its turn): a public method's computation."""
+        with self.lens.computation(f"{type(self).__name__}.{name}"):
+            return fn()
+
     # ------------------------------------------------------------------ python-side errors
     def _python_call(self, fn: Callable[[], Any]) -> Any:
         """Run a public method's body: on a :class:`LensError`, show it in the view, then raise."""

@@ -69,10 +69,17 @@ class LogitLensTable(LensWidget):
         "undo": Request("undo", {}),
     }
 
+    @traitlets.validate("k")
+    def _check_k(self, proposal: Any) -> int:
+        if not 1 <= int(proposal["value"]) <= 50:
+            raise traitlets.TraitError(f"k must be between 1 and 50, got {proposal['value']}.")
+        return int(proposal["value"])
+
     def __init__(self, lens: Lens, prompt: str, *, target: str | None = None, detail_k: int = 10, **kwargs: Any) -> None:
-        super().__init__(lens, **kwargs)
-        if not 1 <= self.k <= 50:
-            raise InputError(f"k must be between 1 and 50, got {self.k}.")
+        try:
+            super().__init__(lens, **kwargs)
+        except traitlets.TraitError as err:
+            raise InputError(str(err)) from None
         self.detail_k = max(int(detail_k), self.k)
         self.result: LogitLensResult | None = None  # the table shown
         self.original: LogitLensResult | None = None  # before any ablation
@@ -87,25 +94,25 @@ class LogitLensTable(LensWidget):
     def run(self, prompt: str) -> LogitLensResult:
         """Compute the logit lens of ``prompt`` (the target is kept if set, else the final
         prediction at the last position). Returns the :class:`LogitLensResult`."""
-        return self._python_call(lambda: self._locked(lambda: self._run(prompt)))
+        return self._python_call(lambda: self._exclusive("run", lambda: self._run(prompt)))
 
     def set_target(self, target: str | int) -> int:
         """Set the target token (a string that is exactly one token, or an id); returns its id."""
-        return self._python_call(lambda: self._locked(lambda: self._set_target(target)))
+        return self._python_call(lambda: self._exclusive("set_target", lambda: self._set_target(target)))
 
     def select(self, row: int, pos: int) -> dict:
         """The detail of cell (``row``, ``pos``): top-k, and the direct logit attribution of the
         target there, up to that row's layer, largest contributors first (the dict the view draws)."""
-        return self._python_call(lambda: self._locked(lambda: self._select(row, pos)))
+        return self._python_call(lambda: self._exclusive("select", lambda: self._select(row, pos)))
 
     def ablate(self, component: str) -> LogitLensResult:
         """Rerun with ``component`` (``"L{l}H{h}"`` or ``"mlp{l}"``) zero-ablated; the table shows
         the new predictions and ``changed`` marks cells whose top token changed."""
-        return self._python_call(lambda: self._locked(lambda: self._ablate(component)))
+        return self._python_call(lambda: self._exclusive("ablate", lambda: self._ablate(component)))
 
     def undo(self) -> None:
         """Back to the original (unablated) table."""
-        self._python_call(lambda: self._locked(self._undo))
+        self._python_call(lambda: self._exclusive("undo", self._undo))
 
     def dla(self, row: int, pos: int) -> DLAResult:
         """The :class:`DLAResult` behind :meth:`select` for cell (``row``, ``pos``): the target's
@@ -138,10 +145,6 @@ class LogitLensTable(LensWidget):
         return {}
 
     # ------------------------------------------------------------------ work
-    def _locked(self, fn: Any) -> Any:
-        with self.lens.computation("LogitLensTable"):
-            return fn()
-
     def _lens_of(self, cache: Any, target: int | None) -> LogitLensResult:
         return logit_lens(self.lens.model, self._tokens, k=self.detail_k, target=target, cache=cache)
 
@@ -239,7 +242,8 @@ class LogitLensTable(LensWidget):
                 "values": [float(dla.values[i]) for i in order],
                 "logit": float(dla.logit),
                 "quantity": "logit − mean logit" if dla.center else "logit",
-                "remainder": float(dla.remainder + dla.unexplained),
+                "remainder": float(dla.remainder),
+                "unexplained": float(dla.unexplained),
             },
             "ablated": list(self.ablated),
         }

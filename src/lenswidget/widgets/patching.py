@@ -8,6 +8,7 @@ view, and can be cancelled. A click on a cell reruns the model with exactly that
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any, Callable
 
@@ -17,10 +18,11 @@ import traitlets
 from ..analysis.attribution import attribution_patching
 from ..analysis.hooks import act_name, head_label
 from ..analysis.metrics import logit_diff_metric, normalized_metric
+from ..analysis._patching_sites import n_heads_for
 from ..analysis.patching import SITES, PatchResult, patch_one, patch_sweep, require_site_hooks
 from ..analysis.text import str_token
 from ..encode import encode_tensor
-from ..errors import InputError
+from ..errors import InputError, LensError
 from ..session import Lens
 from .base import LensWidget, Progress, Request, bundle
 
@@ -39,8 +41,8 @@ class PatchingHeatmap(LensWidget):
     :meth:`set_sites`, :meth:`sweep`, :meth:`patch` (returns the dict the view draws), :meth:`cancel`.
 
     Args:
-        sweep: start the exact sweep in the background right away (``True`` by default in a
-            notebook; the attribution preview shows first).
+        sweep: start the exact sweep in the background right away (default ``False``); the
+            attribution preview shows first either way.
     """
 
     _BUNDLE = "patching.js"
@@ -94,6 +96,7 @@ class PatchingHeatmap(LensWidget):
         self._corrupted: torch.Tensor | None = None
         self._answer_id = self._wrong_id = -1
         self._cancel = threading.Event()
+        self._reverting = False
         self.n_layers, self.n_heads = lens.n_layers, lens.n_heads
         self.available_sites = self._available_sites()
         chosen = list(sites) if sites is not None else [s for s in DEFAULT_SITES if s in self.available_sites]
@@ -109,18 +112,18 @@ class PatchingHeatmap(LensWidget):
         preview. Returns ``(clean_value, corrupted_value)``. Raises :class:`InputError` (shown in
         the view too) for prompts of different token counts, answers that are not one token, or
         identical prompts."""
-        return self._python_call(lambda: self._locked("set_inputs", lambda: self._set_inputs(clean, corrupted, answer, wrong)))
+        return self._python_call(lambda: self._exclusive("set_inputs", lambda: self._set_inputs(clean, corrupted, answer, wrong)))
 
     def set_sites(self, sites: list[str]) -> None:
         """Choose the sites shown (suffixes of ``transformer_lens.patching.get_act_patch_*``)."""
-        self._python_call(lambda: self._locked("set_sites", lambda: self._set_sites(sites)))
+        self._python_call(lambda: self._exclusive("set_sites", lambda: self._set_sites(sites)))
 
     def sweep(self, sites: list[str] | None = None, *, progress: Callable[[int, int, str], Any] | None = None) -> dict[str, PatchResult]:
         """Run the exact sweep for ``sites`` (default: the sites shown), blocking; returns
         ``{site: PatchResult}``. :meth:`cancel` from another thread stops it (partial results)."""
 
         def body() -> dict[str, PatchResult]:
-            return self._locked("sweep", lambda: self._sweep(sites, progress, self._cancel.is_set))
+            return self._exclusive("sweep", lambda: self._sweep(sites, progress, self._cancel.is_set, cancellable=False))
 
         return self._python_call(body)
 
@@ -128,7 +131,7 @@ class PatchingHeatmap(LensWidget):
         """Rerun the model with exactly one patch (cell ``index`` of ``site``); returns the cell
         result the view draws (metric after the patch, top predictions before/after, and for a
         head its attention pattern on both prompts)."""
-        return self._python_call(lambda: self._locked("patch", lambda: self._patch(site, index)))
+        return self._python_call(lambda: self._exclusive("patch", lambda: self._patch(site, index)))
 
     def cancel(self) -> None:
         """Stop a running sweep after its current batch; what was done stays, marked partial."""
@@ -157,10 +160,6 @@ class PatchingHeatmap(LensWidget):
         return {"cancelled": self.sweep_state == "running"}
 
     # ------------------------------------------------------------------ work
-    def _locked(self, name: str, fn: Callable[[], Any]) -> Any:
-        with self.lens.computation(f"PatchingHeatmap.{name}"):
-            return fn()
-
     def _available_sites(self) -> list[str]:
         out = []
         for name, site in SITES.items():
@@ -217,18 +216,17 @@ class PatchingHeatmap(LensWidget):
         with torch.inference_mode():
             raw_clean = float(base(lens.run(clean_t).logits))
             raw_corrupted = float(base(lens.run(corrupted_t).logits))
-        if self.metric == "normalized" and raw_clean == raw_corrupted:
-            normalized_metric(base, raw_clean, raw_corrupted)  # raises the clear "no range" error
-        # all checks passed: commit
+        metric = normalized_metric(base, raw_clean, raw_corrupted) if self.metric == "normalized" else base
+        with torch.inference_mode():
+            clean_value = float(metric(lens.run(clean_t).logits))
+            corrupted_value = float(metric(lens.run(corrupted_t).logits))
+        results, attribution = self._attribution(self.sites, clean_t, corrupted_t, metric, self.direction)
+        # everything computed: commit at once (a failure above leaves the old inputs in place)
         self._clean, self._corrupted = clean_t, corrupted_t
         self._answer_id, self._wrong_id = answer_id, wrong_id
         self._raw_clean, self._raw_corrupted = raw_clean, raw_corrupted
         self.exact_results = {}
-        attribution = self._attribution(self.sites)
-        metric = self._metric()
-        with torch.inference_mode():
-            clean_value = float(metric(lens.run(clean_t).logits))
-            corrupted_value = float(metric(lens.run(corrupted_t).logits))
+        self.attribution_results = results
         with self.hold_sync():
             self.clean_prompt, self.corrupted_prompt = clean, corrupted
             self.answer, self.wrong = answer, wrong
@@ -242,36 +240,43 @@ class PatchingHeatmap(LensWidget):
             self.cell_result = {}
         return clean_value, corrupted_value
 
-    def _attribution(self, sites: list[str]) -> dict:
-        out = {}
-        for site in sites:
-            result = attribution_patching(
-                self.lens.model, self._clean, self._corrupted, self._metric(), site=site, direction=self.direction
-            )
-            self.attribution_results[site] = result
-            out[site] = _entry(result)
-        return out
+    def _attribution(
+        self, sites: list[str], clean: torch.Tensor, corrupted: torch.Tensor, metric: Any, direction: str
+    ) -> tuple[dict[str, PatchResult], dict]:
+        """Attribution-patching previews of ``sites``: ``({site: PatchResult}, {site: entry})``."""
+        results = {
+            site: attribution_patching(self.lens.model, clean, corrupted, metric, site=site, direction=direction)
+            for site in sites
+        }
+        return results, {site: _entry(r) for site, r in results.items()}
 
     def _set_sites(self, sites: list) -> None:
         sites = self._check_sites(sites)
         new = [s for s in sites if s not in self.attribution_results]
+        results, entries = self._attribution(new, self._clean, self._corrupted, self._metric(), self.direction)
+        self.attribution_results.update(results)
         attribution = dict(self.attribution)
-        attribution.update(self._attribution(new))
+        attribution.update(entries)
         with self.hold_sync():
             self.attribution = attribution
             self.sites = sites
 
     def _on_setting(self, change: dict) -> None:
-        """Direction or metric changed (from the view or Python): recompute the preview, drop exact."""
+        """Direction or metric changed (from the view or Python): recompute the preview, drop the
+        exact results. Refused while the model is busy (e.g. a sweep): the setting goes back."""
+        if self._reverting:
+            return
         try:
             with self.lens.computation("PatchingHeatmap.settings", wait=False):
                 metric = self._metric()
                 with torch.inference_mode():
                     clean_value = float(metric(self.lens.run(self._clean).logits))
                     corrupted_value = float(metric(self.lens.run(self._corrupted).logits))
-                self.attribution_results = {}
+                results, attribution = self._attribution(
+                    self.sites, self._clean, self._corrupted, metric, self.direction
+                )
+                self.attribution_results = results
                 self.exact_results = {}
-                attribution = self._attribution(self.sites)
                 with self.hold_sync():
                     self.clean_value, self.corrupted_value = clean_value, corrupted_value
                     self.attribution = attribution
@@ -281,28 +286,37 @@ class PatchingHeatmap(LensWidget):
                     self.selected = {}
                 self.error = {}
         except Exception as err:  # noqa: BLE001 - a trait change from the view must never raise
-            from ..errors import LensError
+            self._reverting = True
+            try:
+                setattr(self, change["name"], change["old"])
+            finally:
+                self._reverting = False
+            lens_err = err if isinstance(err, LensError) else LensError(f"{type(err).__name__}: {err}")
+            self.error = lens_err.to_json()
 
-            self.error = (err if isinstance(err, LensError) else LensError(f"{type(err).__name__}: {err}")).to_json()
-
-    def _sweep(self, sites: Any, progress: Callable[..., Any] | None, cancel: Callable[[], bool]) -> dict[str, PatchResult]:
+    def _sweep(
+        self, sites: Any, progress: Callable[..., Any] | None, cancel: Callable[[], bool], *, cancellable: bool = True
+    ) -> dict[str, PatchResult]:
+        """The exact sweep. ``cancellable=False`` when the kernel runs it in the foreground (a
+        blocking ``sweep()``): the view cannot reach it then, so it hides its Cancel button."""
         sites = self.sites if sites is None else self._check_sites(sites)
         self._cancel.clear()
-        metric = self._metric()
+        metric, direction = self._metric(), self.direction  # fixed for the whole sweep
         self.sweep_state = "running"
         results: dict[str, PatchResult] = {}
         exact = dict(self.exact)
+        failed = True
         try:
             for i, site in enumerate(sites):
                 def report(done: int, total: int, _site: str = site, _i: int = i) -> None:
                     self.sweep_progress = {"site": _site, "done": int(done), "total": int(total),
-                                           "site_index": _i, "n_sites": len(sites)}
+                                           "site_index": _i, "n_sites": len(sites), "cancellable": cancellable}
                     if progress is not None:
                         progress(done, total, _site)
 
                 result = patch_sweep(
                     self.lens.model, self._clean, self._corrupted, metric, site=site,
-                    direction=self.direction, progress=report, cancel=cancel,
+                    direction=direction, progress=report, cancel=cancel,
                 )
                 results[site] = result
                 self.exact_results[site] = result
@@ -310,9 +324,10 @@ class PatchingHeatmap(LensWidget):
                 self.exact = dict(exact)
                 if result.partial:
                     break
+            failed = False
         finally:
             partial = any(r.partial for r in results.values()) or len(results) < len(sites)
-            self.sweep_state = "partial" if partial else "done"
+            self.sweep_state = "idle" if failed and not results else ("partial" if partial else "done")
             self.sweep_progress = {}
         return results
 
@@ -342,7 +357,7 @@ class PatchingHeatmap(LensWidget):
             "top_before": self._top(before),
             "top_after": self._top(one.logits),
         }
-        if "head" in dims:
+        if "head" in dims and n_heads_for(model, SITES[site].act) == self.lens.n_heads:
             layer, head = int(one.index[dims.index("layer")]), int(one.index[dims.index("head")])
             pats = []
             for tokens in (self._clean, self._corrupted):
@@ -364,12 +379,17 @@ class PatchingHeatmap(LensWidget):
 
 
 def _entry(result: PatchResult) -> dict:
+    """One site's result map entry (docs/protocol.md): float32 values plus what labels them."""
     data, _meta = encode_tensor(result.values, "f32")
     done = int(result.done_mask.sum()) if result.done_mask is not None else result.values.numel()
-    return {
+    entry = {
         "data": data, "shape": list(result.values.shape), "dims": list(result.dims), "hook": result.hook,
         "partial": bool(result.partial), "done": done, "total": int(result.values.numel()), "method": result.method,
     }
+    if result.head_labels and "head" in result.dims:
+        # "H{h}", or "KV{g}" for the key/value groups of a grouped-query model's k/v sites
+        entry["labels"] = {"head": [re.sub(r"^L\d+", "", label) for label in result.head_labels[0]]}
+    return entry
 
 
 def _value_at(result: PatchResult | None, index: tuple[int, ...]) -> float | None:
