@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 
+from .analysis.ablation import check_head
+from .analysis.readout import model_device
 from .analysis.text import str_tokens
 from .errors import Busy, InputError
 
@@ -79,10 +81,7 @@ class Lens:
 
     @property
     def device(self) -> torch.device:
-        try:
-            return next(self.model.parameters()).device
-        except StopIteration:  # pragma: no cover
-            return torch.device("cpu")
+        return model_device(self.model)
 
     def __repr__(self) -> str:
         name = getattr(self.cfg, "model_name", type(self.model).__name__)
@@ -141,22 +140,9 @@ class Lens:
         return int(ids[0])
 
     # ------------------------------------------------------------------ checks
-    def check_layer(self, layer: Any, *, what: str = "layer") -> int:
-        """``layer`` as an int in range, or an :class:`InputError`."""
-        if isinstance(layer, bool) or not isinstance(layer, int):
-            raise InputError(f"The {what} must be an integer, got {layer!r}.")
-        if not 0 <= layer < self.n_layers:
-            raise InputError(f"The {what} {layer} is out of range: the model has layers 0..{self.n_layers - 1}.")
-        return layer
-
     def check_head(self, layer: Any, head: Any) -> tuple[int, int]:
         """``(layer, head)`` as ints in range, or an :class:`InputError`."""
-        layer = self.check_layer(layer)
-        if isinstance(head, bool) or not isinstance(head, int):
-            raise InputError(f"The head must be an integer, got {head!r}.")
-        if not 0 <= head < self.n_heads:
-            raise InputError(f"The head {head} is out of range: each layer has heads 0..{self.n_heads - 1}.")
-        return layer, head
+        return check_head(self.model, layer, head)
 
     # ------------------------------------------------------------------ runs
     def run(self, tokens: torch.Tensor) -> Run:

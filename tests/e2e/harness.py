@@ -164,4 +164,11 @@ class Lab:
     def python_json(self, expr: str):
         return json.loads(self.python(f"import json as _j; print(_j.dumps({expr}))"))
 
+    def wait_python(self, expr: str, expected, timeout: float = 120) -> None:
+        """Poll the kernel until ``expr`` (JSON-able) equals ``expected`` (a click's effect arriving)."""
+        deadline = time.time() + timeout
+        while (value := self.python_json(expr)) != expected:
+            assert time.time() < deadline, f"{expr} = {value!r}, expected {expected!r}"
+            time.sleep(0.2)
+
 

@@ -39,10 +39,7 @@ def test_quickstart_click_head_ablate_numbers_match_python(lab):
     focus = root.locator('[data-testid="lw-focus"]')
     focus.wait_for(state="visible")
     assert focus.get_attribute("data-head") == "1,0"
-    deadline = time.time() + 10
-    while lab.python_json("grid.focus") != [1, 0]:
-        assert time.time() < deadline, "focus did not reach Python"
-        time.sleep(0.2)
+    lab.wait_python("grid.focus", [1, 0], timeout=10)
 
     # ablate it: the hooked rerun happens in the kernel, the result is drawn in place
     t0 = time.perf_counter()
@@ -71,6 +68,26 @@ def test_quickstart_click_head_ablate_numbers_match_python(lab):
     assert top_after[0][1] == pytest.approx(expected["top_after"][0]["prob"], abs=1e-6)
     # the widget's own trait holds what was drawn
     assert lab.python_json("grid.last_result['delta_logprob']") == pytest.approx(expected["delta_logprob"], abs=1e-9)
+
+    # the mode select: Ablate now does a mean ablation, drawn = Python's
+    root.locator('[data-testid="lw-mode"]').select_option("mean")
+    lab.wait_python("grid.ablation_mode", "mean", timeout=10)
+    root.locator('[data-testid="lw-ablate"]').click()
+    page.wait_for_function(
+        "(el) => (el.querySelector('[data-testid=\"lw-result-title\"]') || {}).textContent?.includes('Mean-ablating')",
+        arg=root.element_handle(),
+    )
+    drawn = root.locator('[data-testid="lw-delta"]').evaluate_all("els => els.map(e => Number(e.dataset.value))")
+    mean = lab.python_json(
+        "__import__('lenswidget').analysis.ablate_heads(lens.model, lens.tokenize(grid.prompt), [(1, 0)], mode='mean').delta_logprob.tolist()"
+    )
+    assert drawn == pytest.approx(mean, abs=1e-6)
+    # Clear removes the result in both places; colour-by reaches Python
+    root.locator('[data-testid="lw-clear"]').click()
+    lab.wait_python("grid.last_result", {}, timeout=10)
+    assert root.locator('[data-testid="lw-delta"]').count() == 0
+    root.locator('[data-testid="lw-color-by"]').select_option("previous_token")
+    lab.wait_python("grid.color_by", "previous_token", timeout=10)
     assert not dialogs
 
 
@@ -94,10 +111,7 @@ def test_bad_prompt_shows_error_and_widget_survives(lab):
     # a new prompt works after the error
     box.fill("the dog ran to the cat . the dog ran to the cat")
     root.locator('[data-testid="lw-run"]').click()
-    deadline = time.time() + 20
-    while lab.python_json("grid.prompt") != "the dog ran to the cat . the dog ran to the cat":
-        assert time.time() < deadline
-        time.sleep(0.2)
+    lab.wait_python("grid.prompt", "the dog ran to the cat . the dog ran to the cat", timeout=20)
     page.wait_for_function(
         "(el) => el.querySelectorAll('[data-testid=\"lw-prompt-token\"]').length > 5", arg=root.element_handle()
     )

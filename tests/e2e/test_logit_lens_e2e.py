@@ -62,3 +62,43 @@ def test_drill_down_and_ablate_match_python(lab):
     root.locator('[data-testid="lw-undo"]').click()
     banner.wait_for(state="hidden")
     assert lab.python_json("table.ablated") == []
+
+
+def test_target_mode_and_prompt_from_the_view(lab):
+    page = lab.page
+    lab.open("logit_lens.ipynb")
+    lab.run_all(timeout_ms=300_000)
+    root = page.locator('[data-testid="lw-root"]').first
+    root.locator('[data-testid="lw-lens-table"]').wait_for(state="visible")
+
+    # a typed target
+    root.locator('[data-testid="lw-target"]').fill(" Rome")
+    root.locator('[data-testid="lw-set-target"]').click()
+    lab.wait_python("table.target_text", " Rome")
+    # a target that is not one token: a clear error, the old target stays
+    root.locator('[data-testid="lw-target"]').fill(" New York City")
+    root.locator('[data-testid="lw-set-target"]').click()
+    error = root.locator('[data-testid="lw-error"]')
+    error.wait_for(state="visible")
+    assert "not one" in error.inner_text()
+    assert lab.python_json("table.target_text") == " Rome"
+
+    # a target picked in a cell's top-k list (sent by id)
+    rows, cols = lab.python_json("[len(table.row_labels), len(table.tokens)]")
+    _click_lens_cell(root.locator('[data-testid="lw-lens-table"]'), rows - 1, cols - 1)
+    second = root.locator('[data-testid="lw-topk-row"]').nth(1)
+    second.wait_for(state="visible")
+    picked = int(second.get_attribute("data-token-id"))
+    second.click()
+    lab.wait_python("table.target", picked)
+
+    # shading mode and a new prompt
+    root.locator('[data-testid="lw-lens-mode"]').select_option("target_rank")
+    lab.wait_python("table.mode", "target_rank")
+    root.locator('[data-testid="lw-prompt"]').fill("The capital of France is")
+    root.locator('[data-testid="lw-run"]').click()
+    lab.wait_python("table.prompt", "The capital of France is")
+    page.wait_for_function(
+        "([el, n]) => +el.querySelector('[data-testid=\"lw-lens-table\"]').dataset.cols === n",
+        arg=[root.element_handle(), lab.python_json("len(table.tokens)")],
+    )

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from .test_attention_e2e import _click_cell
-
-
-def _wait_python(lab, expr: str, expected, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while (value := lab.python_json(expr)) != expected:
-        assert time.time() < deadline, f"{expr} = {value!r}, expected {expected!r}"
-        time.sleep(0.3)
 
 
 def test_sweep_click_cell_matches_python_and_cancel_keeps_widget_usable(lab):
@@ -22,7 +13,7 @@ def test_sweep_click_cell_matches_python_and_cancel_keeps_widget_usable(lab):
     lab.run_all(timeout_ms=400_000)
     roots = page.locator('[data-testid="lw-root"]')
     fact = roots.nth(0)
-    _wait_python(lab, "fact.sweep_state", "done")
+    lab.wait_python("fact.sweep_state", "done")
 
     # the metric summary shows the Python values
     clean = float(fact.locator('[data-testid="lw-clean-value"]').get_attribute("data-value"))
@@ -55,7 +46,7 @@ def test_sweep_click_cell_matches_python_and_cancel_keeps_widget_usable(lab):
     cancel = ioi.locator('[data-testid="lw-cancel"]')
     cancel.wait_for(state="visible", timeout=60_000)
     cancel.click()
-    _wait_python(lab, "ioi.sweep_state", "partial", timeout=60)
+    lab.wait_python("ioi.sweep_state", "partial", timeout=60)
     ioi.locator('[data-testid="lw-partial"]').wait_for(state="visible")
     assert lab.python_json("any(r.partial for r in ioi.exact_results.values())")
     # ... and the widget still works: a click reruns one patch
@@ -68,3 +59,43 @@ def test_sweep_click_cell_matches_python_and_cancel_keeps_widget_usable(lab):
     drawn = float(ioi.locator('[data-testid="lw-cell-value"]').get_attribute("data-value"))
     assert drawn == pytest.approx(lab.python_json("ioi.patch('resid_pre', [0, 3])['value']"), abs=1e-4)
     assert lab.python_json("ioi.error") == {}
+
+
+def test_inputs_sites_and_direction_from_the_view(lab):
+    page = lab.page
+    lab.open("patching.ipynb")
+    lab.run_all(timeout_ms=400_000)
+    toy = page.locator('[data-testid="lw-root"]').nth(2)  # the induction widget on the toy model
+    toy.scroll_into_view_if_needed()
+    clean_before = lab.python_json("induction.clean_prompt")
+
+    # prompts of different token counts: a clear error with both tokenizations, nothing lost
+    toy.locator('[data-testid="lw-corrupted"]').fill("red fish blue")
+    toy.locator('[data-testid="lw-apply"]').click()
+    error = toy.locator('[data-testid="lw-error"]')
+    error.wait_for(state="visible")
+    assert "tokens" in error.inner_text()
+    toy.locator('[data-testid="lw-rejected"]').wait_for(state="visible")
+    assert lab.python_json("induction.error['kind']") == "input"
+    assert lab.python_json("induction.clean_prompt") == clean_before
+
+    # good inputs apply: the metric values drawn are Python's
+    toy.locator('[data-testid="lw-corrupted"]').fill("red fish blue tree king star red fish blue tree king")
+    toy.locator('[data-testid="lw-wrong"]').fill("star")
+    toy.locator('[data-testid="lw-apply"]').click()
+    lab.wait_python("induction.wrong", "star")
+    page.wait_for_function(
+        "([el, v]) => Math.abs(Number(el.querySelector('[data-testid=\"lw-corrupted-value\"]').dataset.value) - v) < 1e-6",
+        arg=[toy.element_handle(), lab.python_json("induction.corrupted_value")],
+    )
+
+    # the sites menu and the direction select reach Python; a sweep then runs in that direction
+    toy.locator('[data-testid="lw-sites-summary"]').click()
+    toy.locator('[data-testid="lw-site-attn_out"]').uncheck()
+    lab.wait_python("'attn_out' in induction.sites", False)
+    toy.locator('[data-testid="lw-direction"]').select_option("noise")
+    lab.wait_python("induction.direction", "noise")
+    assert lab.python_json("induction.exact") == {}
+    toy.locator('[data-testid="lw-sweep"]').click()
+    lab.wait_python("induction.sweep_state", "done")
+    assert lab.python_json("induction.exact_results['resid_pre'].direction") == "noise"

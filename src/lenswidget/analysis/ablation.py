@@ -16,7 +16,7 @@ import torch
 
 from ..errors import InputError
 from .hooks import act_name, head_label
-from .text import str_token, str_tokens
+from .text import str_tokens, top_tokens
 
 MODES = ("zero", "mean")
 
@@ -57,15 +57,10 @@ class AblationResult:
     def top_predictions(self, which: str = "after", k: int = 10, pos: int = -1) -> list[tuple[int, float]]:
         """Top-``k`` next-token ``(id, prob)`` at ``pos`` for ``which`` in ``"before"``/``"after"``."""
         logits = self.logits_after if which == "after" else self.logits_before
-        probs = torch.softmax(logits[pos].double(), dim=-1)
-        values, ids = probs.topk(k)
-        return [(int(i), float(v)) for i, v in zip(ids, values)]
+        return [(t["id"], t["prob"]) for t in top_tokens(None, logits[pos], k)]
 
     def to_json(self, model: Any = None, k: int = 10) -> dict:
         """The JSON the front end draws (see docs/protocol.md). ``model`` decodes token strings."""
-
-        def decode(i: int) -> str:
-            return f"#{i}" if model is None else str_token(model, i)
 
         toks = list(self.str_tokens)
         result = {
@@ -83,9 +78,8 @@ class AblationResult:
             "mean_delta": float(self.delta_logprob.mean()) if self.delta_logprob.numel() else 0.0,
         }
         for which in ("before", "after"):
-            result[f"top_{which}"] = [
-                {"token": decode(i), "id": i, "prob": p} for i, p in self.top_predictions(which, k)
-            ]
+            logits = self.logits_after if which == "after" else self.logits_before
+            result[f"top_{which}"] = top_tokens(model, logits[-1], k)
         return result
 
 
@@ -216,22 +210,26 @@ def _next_token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Te
     return logprobs.gather(-1, tokens[1:, None].to(logprobs.device))[:, 0].float()
 
 
+def check_head(model: Any, layer: Any, head: Any) -> tuple[int, int]:
+    """``(layer, head)`` as ints in range for ``model``, or an :class:`InputError` that says why."""
+    if isinstance(layer, bool) or isinstance(head, bool) or not isinstance(layer, int) or not isinstance(head, int):
+        raise InputError(f"Layer and head must be integers, got {(layer, head)!r}.")
+    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
+    if not 0 <= layer < n_layers:
+        raise InputError(f"Layer {layer} is out of range: the model has layers 0..{n_layers - 1}.")
+    if not 0 <= head < n_heads:
+        raise InputError(f"Head {head} is out of range: each layer has heads 0..{n_heads - 1}.")
+    return layer, head
+
+
 def _check_heads(model: Any, heads: Any) -> list[tuple[int, int]]:
     if isinstance(heads, tuple) and len(heads) == 2 and all(isinstance(x, int) for x in heads):
         heads = [heads]
-    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
     out = []
     for item in heads:
         if not (isinstance(item, (tuple, list)) and len(item) == 2):
             raise InputError(f"A head is a (layer, head) pair, got {item!r}.")
-        layer, head = item
-        if isinstance(layer, bool) or isinstance(head, bool) or not isinstance(layer, int) or not isinstance(head, int):
-            raise InputError(f"Layer and head must be integers, got {item!r}.")
-        if not 0 <= layer < n_layers:
-            raise InputError(f"Layer {layer} is out of range: the model has layers 0..{n_layers - 1}.")
-        if not 0 <= head < n_heads:
-            raise InputError(f"Head {head} is out of range: each layer has heads 0..{n_heads - 1}.")
-        out.append((layer, head))
+        out.append(check_head(model, *item))
     if not out:
         raise InputError("No heads to ablate.")
     return out

@@ -31,6 +31,7 @@ from ._patching_sites import (
     value_shape,
 )
 from .hooks import act_name
+from .text import str_tokens
 
 __all__ = ["SITES", "PatchResult", "PatchOne", "Site", "patch_sweep", "patch_one"]
 
@@ -152,12 +153,7 @@ class PatchOne:
 # ------------------------------------------------------------------ input checks
 def str_tokens_of(model: Any, tokens: torch.Tensor) -> list[str] | None:
     """The string form of one prompt's tokens, or None when the model has no tokenizer."""
-    if getattr(model, "tokenizer", None) is None:
-        return None
-    try:
-        return [str(t) for t in model.to_str_tokens(tokens)]
-    except Exception:  # noqa: BLE001 - labels are a convenience
-        return None
+    return None if getattr(model, "tokenizer", None) is None else str_tokens(model, tokens)
 
 
 def as_tokens(model: Any, tokens: TokensLike, what: str) -> torch.Tensor:

@@ -18,3 +18,12 @@ def str_tokens(model: Any, ids: torch.Tensor | Sequence[int]) -> list[str]:
 def str_token(model: Any, token_id: int) -> str:
     """The text of one token id."""
     return str_tokens(model, [int(token_id)])[0]
+
+
+def top_tokens(model: Any, logits: torch.Tensor, k: int = 10) -> list[dict]:
+    """The ``k`` most likely next tokens of one position's logits [d_vocab], most likely first,
+    as the views draw them: ``[{"token": text, "id": int, "prob": float}, ...]``."""
+    probs = torch.softmax(logits.double(), dim=-1)
+    values, ids = probs.topk(k)
+    ids_list = [int(i) for i in ids]
+    return [{"token": t, "id": i, "prob": float(v)} for t, i, v in zip(str_tokens(model, ids_list), ids_list, values)]

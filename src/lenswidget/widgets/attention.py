@@ -67,13 +67,10 @@ class AttentionGrid(LensWidget):
             return []
         if len(value) != 2:
             raise traitlets.TraitError("focus is [] or [layer, head]")
-        layer, head = value
-        n_layers, n_heads = self.lens.n_layers if hasattr(self, "lens") else 10**9, (
-            self.lens.n_heads if hasattr(self, "lens") else 10**9
-        )
-        if not (0 <= layer < n_layers and 0 <= head < n_heads):
-            raise traitlets.TraitError(f"focus {value} is out of range")
-        return value
+        try:
+            return list(self.lens.check_head(*value))
+        except InputError as err:
+            raise traitlets.TraitError(str(err)) from None
 
     # ------------------------------------------------------------------ public API (each click)
     def run(self, prompt: str) -> HeadScores:

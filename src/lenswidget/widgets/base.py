@@ -152,8 +152,8 @@ class LensWidget(anywidget.AnyWidget):
         unknown = sorted(k for k in kwargs if k not in own)
         if unknown:
             raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s) {unknown}.")
+        self.lens = lens  # before the traits: their validators check against the model
         super().__init__(**kwargs)
-        self.lens = lens
         self._jobs: dict[Any, Progress] = {}
         self.on_msg(self._on_msg)
         missing = bundle_missing(self._BUNDLE) if self._BUNDLE else None

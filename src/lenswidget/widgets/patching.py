@@ -20,7 +20,7 @@ from ..analysis.hooks import act_name, head_label
 from ..analysis.metrics import logit_diff_metric, normalized_metric
 from ..analysis._patching_sites import n_heads_for
 from ..analysis.patching import SITES, PatchResult, patch_one, patch_sweep, require_site_hooks
-from ..analysis.text import str_token
+from ..analysis.text import top_tokens
 from ..encode import encode_tensor
 from ..errors import InputError, LensError
 from ..session import Lens
@@ -354,8 +354,8 @@ class PatchingHeatmap(LensWidget):
             "corrupted_value": float(self.corrupted_value),
             "exact": _value_at(self.exact_results.get(site), one.index),
             "attribution": _value_at(self.attribution_results.get(site), one.index),
-            "top_before": self._top(before),
-            "top_after": self._top(one.logits),
+            "top_before": top_tokens(model, before[0, -1]),
+            "top_after": top_tokens(model, one.logits[0, -1]),
         }
         if "head" in dims and n_heads_for(model, SITES[site].act) == self.lens.n_heads:
             layer, head = int(one.index[dims.index("layer")]), int(one.index[dims.index("head")])
@@ -371,11 +371,6 @@ class PatchingHeatmap(LensWidget):
             self.selected = {"site": site, "index": cell["index"]}
             self.cell_result = cell
         return cell
-
-    def _top(self, logits: torch.Tensor, k: int = 10) -> list[dict]:
-        probs = torch.softmax(logits[0, -1].double(), dim=-1)
-        values, ids = probs.topk(k)
-        return [{"token": str_token(self.lens.model, int(i)), "id": int(i), "prob": float(v)} for i, v in zip(ids, values)]
 
 
 def _entry(result: PatchResult) -> dict:
