@@ -20,6 +20,7 @@ from .analysis.ablation import check_head
 from .analysis.readout import model_device
 from .analysis.text import str_tokens
 from .errors import Busy, InputError
+from .selection import Selection, SelectionHub, parse_selection
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformer_lens.ActivationCache import ActivationCache
@@ -61,6 +62,8 @@ class Lens:
         self._runs: "OrderedDict[tuple[int, ...], Run]" = OrderedDict()
         self._lock = threading.Lock()
         self._running: str = ""
+        self._owner: int | None = None  # thread id holding the computation
+        self._selection = SelectionHub()
 
     # ------------------------------------------------------------------ model facts
     @property
@@ -171,16 +174,53 @@ class Lens:
         if not self._lock.acquire(blocking=wait):
             raise Busy(f"The model is busy with '{self._running}'. Wait for it to finish or cancel it.")
         self._running = name
+        self._owner = threading.get_ident()
         try:
             yield
         finally:
             self._running = ""
+            self._owner = None
             self._lock.release()
+            self._selection.flush()  # observers of a selection made inside may now run the model
 
     @property
     def running(self) -> str:
         """The name of the computation in progress, or ``""``."""
         return self._running
+
+    # ------------------------------------------------------------------ linked selection
+    def select(self, label: Any, prompt: str | None = None, *, source: Any = None) -> Selection | None:
+        """Select one component for every widget of this lens; returns the :class:`Selection`.
+
+        ``label`` is ``"L9H9"`` (or ``(9, 9)``), ``"L3KV1"`` (a key/value group), ``"mlp3"``,
+        ``"attn3"``, ``"embed"`` or ``"logits"``; ``None`` clears the selection. ``prompt`` is the
+        prompt it was picked on (the attention grid then shows that head on that prompt); None
+        keeps each view's own prompt. ``source`` is the publishing widget (it is not notified of
+        its own selection). Observers are called at once, or, when called inside a computation
+        of this lens (a widget's click handler), as soon as that computation ends.
+
+        Raises :class:`InputError` for a component this model does not have (a head or layer out
+        of range, an MLP in an attention-only model) or a prompt the model cannot take; the
+        previous selection is kept."""
+        if label is None:
+            selection = None
+        else:
+            if prompt is not None:
+                self.tokenize(prompt)  # a bad prompt fails here, not later in an observer
+            name = "python" if source is None else type(source).__name__
+            selection = parse_selection(self.model, label, prompt, name)
+        self._selection.set(selection, defer=self._owner == threading.get_ident(), publisher=source)
+        return selection
+
+    @property
+    def selection(self) -> Selection | None:
+        """The current :class:`Selection` (label, layer, heads, prompt, source), or None."""
+        return self._selection.current
+
+    def observe_selection(self, callback: Any) -> Any:
+        """Call ``callback(selection)`` whenever :meth:`select` changes the selection (a bound
+        method is held weakly). Returns a function that stops the observation."""
+        return self._selection.observe(callback)
 
     # ------------------------------------------------------------------ widgets
     def attention(self, prompt: str, **kwargs: Any) -> "AttentionGrid":
