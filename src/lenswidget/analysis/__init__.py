@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "head_means": "ablation",
     "head_ablation_hooks": "ablation",
     "component_ablation_hooks": "ablation",
+    "reference_activations": "ablation",
     # patching.py / attribution.py / metrics.py: activation patching
     "patch_sweep": "patching",
     "patch_one": "patching",
