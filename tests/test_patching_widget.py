@@ -22,7 +22,7 @@ SITES = ["resid_pre", "attn_head_out_all_pos"]
 
 @pytest.fixture()
 def heatmap(toy_lens):
-    return PatchingHeatmap(toy_lens, CLEAN, CORRUPT, "ship", "moon", sites=SITES)
+    return PatchingHeatmap(toy_lens, CLEAN, CORRUPT, "ship", "moon", sites=SITES, metric="logit_diff")
 
 
 @pytest.fixture()

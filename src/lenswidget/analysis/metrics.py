@@ -3,7 +3,9 @@
 Each metric takes ``logits`` shaped ``[batch, pos, vocab]`` (one run of the whole prompt batch,
 as TransformerLens's patching functions pass them) and returns a 0-d tensor, differentiable so
 that :func:`~lenswidget.analysis.attribution_patching` can use it. Any callable with that
-contract can be used instead.
+contract can be used instead. On a batch of prompts (a dataset) the metrics here are the mean
+over prompts, and ``metric.per_prompt(logits)`` gives the ``[batch]`` terms of that mean (answer,
+wrong answer and position may each be one for all prompts or one per prompt).
 
 A metric may declare the sequence positions it reads as a ``positions`` attribute (a tuple of
 ints, negative counting from the end; the metrics here do). :func:`~lenswidget.analysis.patch_sweep`
@@ -93,10 +95,15 @@ class LogitDiff(_AtPositions):
         super().__init__(answer_ids, pos)
         self.wrong_ids = _ids(wrong_ids, "wrong_ids")
 
-    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+    def per_prompt(self, logits: torch.Tensor) -> torch.Tensor:
+        """``[batch]``: each prompt's ``logit[answer_i] - logit[wrong_i]`` at its position (the
+        metric is their mean)."""
         _check_logits(logits)
         last = _at(logits, self.pos)
-        return (_pick(last, self.answer_ids, "answer_ids") - _pick(last, self.wrong_ids, "wrong_ids")).mean()
+        return _pick(last, self.answer_ids, "answer_ids") - _pick(last, self.wrong_ids, "wrong_ids")
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.per_prompt(logits).mean()
 
     def __repr__(self) -> str:
         return (
@@ -108,10 +115,14 @@ class LogitDiff(_AtPositions):
 class AnswerProb(_AtPositions):
     """Mean over prompts of the softmax probability of the answer at ``pos``."""
 
-    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+    def per_prompt(self, logits: torch.Tensor) -> torch.Tensor:
+        """``[batch]``: each prompt's probability of its answer (the metric is their mean)."""
         _check_logits(logits)
         logprobs = _at(logits, self.pos).float().log_softmax(dim=-1)
-        return _pick(logprobs, self.answer_ids, "answer_ids").exp().mean()
+        return _pick(logprobs, self.answer_ids, "answer_ids").exp()
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.per_prompt(logits).mean()
 
     def __repr__(self) -> str:
         return f"answer_prob_metric(answer_ids={self.answer_ids.tolist()}, pos={self.pos.tolist()})"
@@ -142,6 +153,15 @@ class Normalized:
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         value = torch.as_tensor(self.metric(logits))
         return (value - self.corrupted_value) / (self.clean_value - self.corrupted_value)
+
+    def per_prompt(self, logits: torch.Tensor) -> torch.Tensor:
+        """``[batch]``: each prompt's term of the wrapped metric, rescaled by the same (dataset)
+        clean and corrupted values, so the metric is their mean. Needs a wrapped metric with
+        ``per_prompt`` (the metrics here)."""
+        inner = getattr(self.metric, "per_prompt", None)
+        if inner is None:
+            raise InputError(f"{self.metric!r} has no per-prompt values (no per_prompt method)")
+        return (inner(logits) - self.corrupted_value) / (self.clean_value - self.corrupted_value)
 
     def __repr__(self) -> str:
         return (

@@ -1,13 +1,17 @@
 """`PatchingHeatmap`: activation patching, interactively.
 
-Mirrors ``js/patching.ts``; traits and requests are in docs/protocol.md. The attribution-patching
-preview is computed when the inputs are set; the exact sweep (batched, equal to
-``transformer_lens.patching``) streams in per site, in a background thread when started from the
-view, and can be cancelled. A click on a cell reruns the model with exactly that patch.
+Mirrors ``js/patching.ts``; traits and requests are in docs/protocol.md. The inputs are one
+clean/corrupted prompt pair or a dataset of pairs (``widgets/_pairs.py``); the metric is the mean
+over pairs of the logit difference, shown as recovery (0 = corrupted, 1 = clean) by default. The
+attribution-patching preview is computed when the inputs are set; the exact sweep (batched, equal
+to ``transformer_lens.patching``) streams in per site, in a background thread when started from
+the view, and can be cancelled. A click on a cell (or on a row of a site's top components) reruns
+the model with exactly that patch and shows each pair's value.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from typing import Any, Callable
@@ -16,6 +20,7 @@ import torch
 import traitlets
 
 from ..analysis.attribution import attribution_patching
+from ..analysis.components import top_components
 from ..analysis.hooks import act_name, head_label
 from ..analysis.metrics import logit_diff_metric, normalized_metric
 from ..analysis._patching_sites import n_heads_for
@@ -24,7 +29,8 @@ from ..analysis.text import top_tokens
 from ..encode import encode_tensor
 from ..errors import InputError, LensError
 from ..session import Lens
-from .base import LensWidget, Progress, Request, bundle
+from ._pairs import PromptPairs, Texts, pair_rows, parse_pairs
+from .base import LensWidget, Progress, Request, bundle, log
 
 #: shown by default, where the model has them
 DEFAULT_SITES = ("resid_pre", "attn_out", "mlp_out", "attn_head_out_all_pos")
@@ -33,12 +39,17 @@ DIRECTIONS = ("denoise", "noise")
 
 
 class PatchingHeatmap(LensWidget):
-    """Activation patching of a clean/corrupted prompt pair, with a click-to-patch heatmap.
+    """Activation patching of a clean/corrupted prompt pair, or a dataset of pairs, with a
+    click-to-patch heatmap and each site's top components.
 
-    Made by ``lens.patching(clean, corrupted, answer, wrong)``. The metric is the logit difference
-    ``logit(answer) - logit(wrong)`` at the last position (``metric="normalized"`` rescales it so
-    0 = corrupted run, 1 = clean run). Every click is a method here: :meth:`set_inputs`,
-    :meth:`set_sites`, :meth:`sweep`, :meth:`patch` (returns the dict the view draws), :meth:`cancel`.
+    Made by ``lens.patching(clean, corrupted, answer, wrong)``; ``clean`` and ``corrupted`` are one
+    prompt each or lists of prompts (pair ``i`` = ``clean[i]``, ``corrupted[i]``), ``answer`` and
+    ``wrong`` one token for all pairs or a list with one per pair. The metric is the mean over pairs
+    of ``logit(answer) - logit(wrong)`` at the last position, shown as recovery
+    (``metric="normalized"``, the default: 0 = corrupted run, 1 = clean run) or as the raw logit
+    difference (``metric="logit_diff"``; switching converts the results, no rerun). Every click is
+    a method here: :meth:`set_inputs`, :meth:`set_sites`, :meth:`sweep`, :meth:`patch` (returns
+    the dict the view draws), :meth:`top` (a site's top components), :meth:`cancel`.
 
     Args:
         sweep: start the exact sweep in the background right away (default ``False``); the
@@ -59,9 +70,14 @@ class PatchingHeatmap(LensWidget):
     sites = traitlets.List(traitlets.Unicode(), []).tag(sync=True)
     available_sites = traitlets.List(traitlets.Unicode(), []).tag(sync=True)
     direction = traitlets.Enum(list(DIRECTIONS), default_value="denoise").tag(sync=True)
-    metric = traitlets.Enum(list(METRICS), default_value="logit_diff").tag(sync=True)
+    metric = traitlets.Enum(list(METRICS), default_value="normalized").tag(sync=True)
     clean_value = traitlets.Float(0.0).tag(sync=True)
     corrupted_value = traitlets.Float(0.0).tag(sync=True)
+    clean_logit_diff = traitlets.Float(0.0).tag(sync=True)
+    corrupted_logit_diff = traitlets.Float(0.0).tag(sync=True)
+    pairs = traitlets.List(traitlets.Dict(), []).tag(sync=True)
+    top_k = traitlets.Int(5).tag(sync=True)
+    top_components = traitlets.Dict({}).tag(sync=True)
     attribution = traitlets.Dict({}).tag(sync=True)
     exact = traitlets.Dict({}).tag(sync=True)
     sweep_state = traitlets.Enum(["idle", "running", "done", "partial"], default_value="idle").tag(sync=True)
@@ -70,7 +86,7 @@ class PatchingHeatmap(LensWidget):
     cell_result = traitlets.Dict({}).tag(sync=True)
 
     REQUESTS = {
-        "set_inputs": Request("set_inputs", {"clean": str, "corrupted": str, "answer": str, "wrong": str}),
+        "set_inputs": Request("set_inputs", {"clean": Texts, "corrupted": Texts, "answer": Texts, "wrong": Texts}),
         "set_sites": Request("set_sites", {"sites": list}),
         "sweep": Request("sweep", {"sites": (list, None)}, background=True),
         "patch": Request("patch", {"site": str, "index": list}),
@@ -80,10 +96,10 @@ class PatchingHeatmap(LensWidget):
     def __init__(
         self,
         lens: Lens,
-        clean: str,
-        corrupted: str,
-        answer: str,
-        wrong: str,
+        clean: str | list[str],
+        corrupted: str | list[str],
+        answer: str | list[str],
+        wrong: str | list[str],
         *,
         sites: list[str] | None = None,
         sweep: bool = False,
@@ -94,7 +110,7 @@ class PatchingHeatmap(LensWidget):
         self.attribution_results: dict[str, PatchResult] = {}
         self._clean: torch.Tensor | None = None
         self._corrupted: torch.Tensor | None = None
-        self._answer_id = self._wrong_id = -1
+        self._pairs: PromptPairs | None = None
         self._cancel = threading.Event()
         self._reverting = False
         self.n_layers, self.n_heads = lens.n_layers, lens.n_heads
@@ -103,15 +119,20 @@ class PatchingHeatmap(LensWidget):
         self.sites = self._check_sites(chosen)
         self.set_inputs(clean, corrupted, answer, wrong)
         self.observe(self._on_setting, names=["direction", "metric"])
+        self.observe(lambda _change: self._publish_top(), names=["top_k"])
         if sweep:
             self._start_job("auto-sweep", "sweep", self._req_sweep, {"sites": None})
 
     # ------------------------------------------------------------------ public API
-    def set_inputs(self, clean: str, corrupted: str, answer: str, wrong: str) -> tuple[float, float]:
-        """Set the prompt pair and answers; compute the metric on both runs and the attribution
-        preview. Returns ``(clean_value, corrupted_value)``. Raises :class:`InputError` (shown in
-        the view too) for prompts of different token counts, answers that are not one token, or
-        identical prompts."""
+    def set_inputs(
+        self, clean: str | list[str], corrupted: str | list[str], answer: str | list[str], wrong: str | list[str]
+    ) -> tuple[float, float]:
+        """Set the prompt pair(s) and answers (see the class docstring); compute the metric on both
+        runs and the attribution preview. Returns ``(clean_value, corrupted_value)``. Raises
+        :class:`InputError` (shown in the view too) for lists of different lengths or an empty
+        list, an answer list that does not match the pairs, a pair whose prompts tokenize to
+        different lengths (both tokenizations shown), pairs of different lengths, answers that
+        are not one token, or identical prompts."""
         return self._python_call(lambda: self._exclusive("set_inputs", lambda: self._set_inputs(clean, corrupted, answer, wrong)))
 
     def set_sites(self, sites: list[str]) -> None:
@@ -129,9 +150,18 @@ class PatchingHeatmap(LensWidget):
 
     def patch(self, site: str, index: list[int] | tuple[int, ...]) -> dict:
         """Rerun the model with exactly one patch (cell ``index`` of ``site``); returns the cell
-        result the view draws (metric after the patch, top predictions before/after, and for a
-        head its attention pattern on both prompts)."""
+        result the view draws (metric after the patch, each pair's value in ``per_prompt``, top
+        predictions before/after, and for a head its attention pattern on both prompts). A head,
+        MLP or attention layer becomes the lens's selection (``lens.selection``)."""
         return self._python_call(lambda: self._exclusive("patch", lambda: self._patch(site, index)))
+
+    def top(self, site: str, k: int = 5) -> list[dict]:
+        """The ``k`` cells of ``site`` whose patch moves the metric most, largest effect first (the
+        view's top-components list): ``[{"index", "label", "hook", "recovery", "logit_diff",
+        "value", "source"}]``, ``label`` e.g. ``"L9H9"``, ``recovery`` 0 = corrupted, 1 = clean,
+        ``source`` ``"exact"`` or ``"attribution"`` (cells the exact sweep has not reached). Click a
+        row: :meth:`patch` with its ``index``."""
+        return self._python_call(lambda: self._top(site, k))
 
     def cancel(self) -> None:
         """Stop a running sweep after its current batch; what was done stays, marked partial."""
@@ -140,7 +170,7 @@ class PatchingHeatmap(LensWidget):
             job.cancelled.set()
 
     # ------------------------------------------------------------------ request handlers
-    def _req_set_inputs(self, clean: str, corrupted: str, answer: str, wrong: str) -> dict:
+    def _req_set_inputs(self, clean: Any, corrupted: Any, answer: Any, wrong: Any) -> dict:
         clean_value, corrupted_value = self._set_inputs(clean, corrupted, answer, wrong)
         return {"clean_value": clean_value, "corrupted_value": corrupted_value}
 
@@ -185,59 +215,48 @@ class PatchingHeatmap(LensWidget):
             raise InputError("Choose at least one site to patch.")
         return list(dict.fromkeys(sites))
 
-    def _metric(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        base = logit_diff_metric([self._answer_id], [self._wrong_id])
-        if self.metric == "normalized":
+    def _metric(self, metric: str | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The metric on the current pairs: the mean logit difference, or its recovery."""
+        p = self._pairs
+        assert p is not None
+        base = logit_diff_metric(p.answer_ids, p.wrong_ids)
+        if (metric or self.metric) == "normalized":
             return normalized_metric(base, self._raw_clean, self._raw_corrupted)
         return base
 
-    def _set_inputs(self, clean: str, corrupted: str, answer: str, wrong: str) -> tuple[float, float]:
+    def _set_inputs(self, clean: Any, corrupted: Any, answer: Any, wrong: Any) -> tuple[float, float]:
         lens = self.lens
-        clean_t = lens.tokenize(clean, what="clean prompt")
-        corrupted_t = lens.tokenize(corrupted, what="corrupted prompt")
-        clean_s, corrupted_s = lens.str_tokens(clean_t), lens.str_tokens(corrupted_t)
-        if clean_t.shape != corrupted_t.shape:
-            raise InputError(
-                f"The clean prompt is {clean_t.shape[1]} tokens and the corrupted prompt {corrupted_t.shape[1]}: "
-                "patching needs the same number of tokens, position by position. Clean: "
-                f"{clean_s!r}; corrupted: {corrupted_s!r}.",
-                details={"clean_tokens": clean_s, "corrupted_tokens": corrupted_s},
-            )
-        if torch.equal(clean_t, corrupted_t):
-            raise InputError(
-                "The clean and corrupted prompts are identical: patching one into the other changes nothing "
-                "and the metric has no range. Change a word in the corrupted prompt."
-            )
-        answer_id = lens.token_id(answer, what="answer")
-        wrong_id = lens.token_id(wrong, what="wrong answer")
-        if answer_id == wrong_id:
-            raise InputError("The answer and the wrong answer are the same token: their logit difference is always 0.")
-        base = logit_diff_metric([answer_id], [wrong_id])
+        pairs = parse_pairs(lens, clean, corrupted, answer, wrong)
+        clean_t, corrupted_t = pairs.clean_tokens, pairs.corrupted_tokens
+        base = logit_diff_metric(pairs.answer_ids, pairs.wrong_ids)
         with torch.inference_mode():
-            raw_clean = float(base(lens.run(clean_t).logits))
-            raw_corrupted = float(base(lens.run(corrupted_t).logits))
+            clean_logits, corrupted_logits = lens.run(clean_t).logits, lens.run(corrupted_t).logits
+            clean_pp, corrupted_pp = base.per_prompt(clean_logits), base.per_prompt(corrupted_logits)
+        raw_clean, raw_corrupted = float(clean_pp.mean()), float(corrupted_pp.mean())
         metric = normalized_metric(base, raw_clean, raw_corrupted) if self.metric == "normalized" else base
         with torch.inference_mode():
-            clean_value = float(metric(lens.run(clean_t).logits))
-            corrupted_value = float(metric(lens.run(corrupted_t).logits))
+            clean_value, corrupted_value = float(metric(clean_logits)), float(metric(corrupted_logits))
         results, attribution = self._attribution(self.sites, clean_t, corrupted_t, metric, self.direction)
         # everything computed: commit at once (a failure above leaves the old inputs in place)
+        self._pairs = pairs
         self._clean, self._corrupted = clean_t, corrupted_t
-        self._answer_id, self._wrong_id = answer_id, wrong_id
         self._raw_clean, self._raw_corrupted = raw_clean, raw_corrupted
         self.exact_results = {}
         self.attribution_results = results
         with self.hold_sync():
-            self.clean_prompt, self.corrupted_prompt = clean, corrupted
-            self.answer, self.wrong = answer, wrong
-            self.clean_tokens, self.corrupted_tokens = clean_s, corrupted_s
+            self.clean_prompt, self.corrupted_prompt = pairs.box["clean"], pairs.box["corrupted"]
+            self.answer, self.wrong = pairs.box["answer"], pairs.box["wrong"]
+            self.clean_tokens, self.corrupted_tokens = pairs.clean_str[0], pairs.corrupted_str[0]
+            self.pairs = pair_rows(pairs, clean_pp.tolist(), corrupted_pp.tolist())
             self.clean_value, self.corrupted_value = clean_value, corrupted_value
+            self.clean_logit_diff, self.corrupted_logit_diff = raw_clean, raw_corrupted
             self.attribution = attribution
             self.exact = {}
             self.sweep_state = "idle"
             self.sweep_progress = {}
             self.selected = {}
             self.cell_result = {}
+            self._publish_top()
         return clean_value, corrupted_value
 
     def _attribution(
@@ -260,30 +279,21 @@ class PatchingHeatmap(LensWidget):
         with self.hold_sync():
             self.attribution = attribution
             self.sites = sites
+            self._publish_top()
 
     def _on_setting(self, change: dict) -> None:
-        """Direction or metric changed (from the view or Python): recompute the preview, drop the
-        exact results. Refused while the model is busy (e.g. a sweep): the setting goes back."""
+        """Direction or metric changed (from the view or Python). A new direction recomputes the
+        preview and drops the exact results; a new metric converts every result (recovery is an
+        affine function of the logit difference: no rerun). Refused while the model is busy (e.g.
+        a sweep): the setting goes back."""
         if self._reverting:
             return
         try:
             with self.lens.computation("PatchingHeatmap.settings", wait=False):
-                metric = self._metric()
-                with torch.inference_mode():
-                    clean_value = float(metric(self.lens.run(self._clean).logits))
-                    corrupted_value = float(metric(self.lens.run(self._corrupted).logits))
-                results, attribution = self._attribution(
-                    self.sites, self._clean, self._corrupted, metric, self.direction
-                )
-                self.attribution_results = results
-                self.exact_results = {}
-                with self.hold_sync():
-                    self.clean_value, self.corrupted_value = clean_value, corrupted_value
-                    self.attribution = attribution
-                    self.exact = {}
-                    self.sweep_state = "idle"
-                    self.cell_result = {}
-                    self.selected = {}
+                if change["name"] == "metric":
+                    self._convert_metric(change["new"])
+                else:
+                    self._new_direction()
                 self.error = {}
         except Exception as err:  # noqa: BLE001 - a trait change from the view must never raise
             self._reverting = True
@@ -293,6 +303,49 @@ class PatchingHeatmap(LensWidget):
                 self._reverting = False
             lens_err = err if isinstance(err, LensError) else LensError(f"{type(err).__name__}: {err}")
             self.error = lens_err.to_json()
+
+    def _new_direction(self) -> None:
+        metric = self._metric()
+        with torch.inference_mode():
+            clean_value = float(metric(self.lens.run(self._clean).logits))
+            corrupted_value = float(metric(self.lens.run(self._corrupted).logits))
+        results, attribution = self._attribution(self.sites, self._clean, self._corrupted, metric, self.direction)
+        self.attribution_results = results
+        self.exact_results = {}
+        with self.hold_sync():
+            self.clean_value, self.corrupted_value = clean_value, corrupted_value
+            self.attribution = attribution
+            self.exact = {}
+            self.sweep_state = "idle"
+            self.cell_result = {}
+            self.selected = {}
+            self._publish_top()
+
+    def _convert_metric(self, new: str) -> None:
+        """Every value from the other metric into ``new``: ``recovery = (ld - corrupted) / (clean -
+        corrupted)`` with the dataset's mean logit differences."""
+        self._metric(new)  # raises "the metric has no range" before anything changes
+        a, b = self._raw_corrupted, self._raw_clean - self._raw_corrupted
+        f: Callable[[Any], Any] = (lambda v: (v - a) / b) if new == "normalized" else (lambda v: a + b * v)
+
+        def conv(r: PatchResult) -> PatchResult:
+            return dataclasses.replace(
+                r, values=f(r.values.double()).float(), clean_value=float(f(r.clean_value)),
+                corrupted_value=float(f(r.corrupted_value)),
+            )
+
+        self.exact_results = {s: conv(r) for s, r in self.exact_results.items()}
+        self.attribution_results = {s: conv(r) for s, r in self.attribution_results.items()}
+        cell = dict(self.cell_result)
+        for key in ("value", "clean_value", "corrupted_value", "exact", "attribution"):
+            if cell.get(key) is not None:
+                cell[key] = float(f(cell[key]))
+        with self.hold_sync():
+            self.clean_value, self.corrupted_value = float(f(self.clean_value)), float(f(self.corrupted_value))
+            self.exact = {s: _entry(r) for s, r in self.exact_results.items()}
+            self.attribution = {s: _entry(r) for s, r in self.attribution_results.items()}
+            self.cell_result = cell
+            self._publish_top()
 
     def _sweep(
         self, sites: Any, progress: Callable[..., Any] | None, cancel: Callable[[], bool], *, cancellable: bool = True
@@ -322,6 +375,7 @@ class PatchingHeatmap(LensWidget):
                 self.exact_results[site] = result
                 exact[site] = _entry(result)
                 self.exact = dict(exact)
+                self._publish_top()
                 if result.partial:
                     break
             failed = False
@@ -367,10 +421,72 @@ class PatchingHeatmap(LensWidget):
                 "layer": layer, "head": head, "label": head_label(layer, head), "tokens": list(self.clean_tokens),
                 "clean_pattern": pats[0], "corrupted_pattern": pats[1], "shape": [len(self.clean_tokens)] * 2,
             }
+        cell["per_prompt"] = self._per_prompt(one.logits)
         with self.hold_sync():
             self.selected = {"site": site, "index": cell["index"]}
             self.cell_result = cell
+        self._select(site, one.index, result_for_labels)
         return cell
+
+    def _per_prompt(self, logits: torch.Tensor) -> dict:
+        """Each pair's logit difference on the patched run (``logits`` [n_pairs, pos, vocab]), on
+        its clean and corrupted runs, and its own recovery (None where its two runs are equal)."""
+        p = self._pairs
+        assert p is not None
+        with torch.inference_mode():
+            patched = logit_diff_metric(p.answer_ids, p.wrong_ids).per_prompt(logits).tolist()
+        clean = [row["clean_logit_diff"] for row in self.pairs]
+        corrupted = [row["corrupted_logit_diff"] for row in self.pairs]
+        recovery = [None if c == x else float((v - x) / (c - x)) for v, c, x in zip(patched, clean, corrupted)]
+        return {"logit_diff": [float(v) for v in patched], "clean_logit_diff": clean,
+                "corrupted_logit_diff": corrupted, "recovery": recovery}
+
+    def _select(self, site: str, index: tuple[int, ...], result: PatchResult | None) -> None:
+        """A head (``L9H9`` / ``L9KV1``), MLP (``mlp9``) or attention layer (``attn9``) cell becomes
+        the lens's selection, picked on the first clean prompt; other sites select nothing."""
+        dims, act = SITES[site].dims, SITES[site].act
+        layer = int(index[dims.index("layer")])
+        if "head" in dims:
+            h = int(index[dims.index("head")])
+            label = result.head_labels[layer][h] if result and result.head_labels else head_label(layer, h)
+        elif act in ("mlp_out", "attn_out"):
+            label = f"{'mlp' if act == 'mlp_out' else 'attn'}{layer}"
+        else:
+            return
+        try:
+            self.lens.select(label, self._pairs.clean[0] if self._pairs else None, source=self)
+        except LensError as err:  # the view's cell result stands; say why nothing was selected
+            log.warning("PatchingHeatmap: could not select %s: %s", label, err)
+
+    def _top(self, site: Any, k: Any) -> list[dict]:
+        if site not in self.available_sites:
+            raise InputError(f"Unknown site {site!r}. Available: {self.available_sites}.")
+        exact, attr = self.exact_results.get(site), self.attribution_results.get(site)
+        if exact is None and attr is None:
+            raise InputError(f"Site {site!r} is not shown, so it has no values: hm.set_sites([..., {site!r}]) first.")
+        done = None
+        result = exact if exact is not None else attr
+        if exact is not None and attr is not None and exact.done_mask is not None and not bool(exact.done_mask.all()):
+            done = exact.done_mask
+            result = dataclasses.replace(exact, values=torch.where(done, exact.values, attr.values))
+        elif exact is None:
+            done = torch.zeros(attr.values.shape, dtype=torch.bool)
+        rows = top_components(result, k)
+        a, b = self._raw_corrupted, self._raw_clean - self._raw_corrupted
+        for row in rows:
+            row["logit_diff"] = float(a + b * row["recovery"])
+            row["source"] = "exact" if done is None or bool(done[tuple(row["index"])]) else "attribution"
+        return rows
+
+    def _publish_top(self) -> None:
+        """The ``top_components`` trait: :meth:`top` of every site shown, ``top_k`` rows each."""
+        out = {}
+        for site in self.sites:
+            try:
+                out[site] = self._top(site, int(self.top_k))
+            except InputError:
+                continue
+        self.top_components = out
 
 
 def _entry(result: PatchResult) -> dict:
