@@ -13,6 +13,7 @@ import type { Tensor } from "./lib/buffers";
 import { decodeTensor, hasTensor } from "./lib/buffers";
 import { h } from "./lib/dom";
 import { promptRow } from "./lib/inputs";
+import { resampleField } from "./lib/resample";
 import { indexPair, strings } from "./lib/json";
 import { createRedraw, onWidthChange } from "./lib/redraw";
 import { shorten } from "./lib/svg";
@@ -24,6 +25,7 @@ import { createWidget, svgBlob } from "./lib/widget";
 const MODES: Array<[string, string]> = [
   ["zero", "zero"],
   ["mean", "mean"],
+  ["resample", "resample"],
 ];
 
 /** Parse the `focus` trait: [layer, head] inside the grid, or null. */
@@ -47,6 +49,9 @@ export function render({ model, el }: RenderProps): () => void {
   const mode = h("select", { class: "lw-select", testid: "lw-mode", attrs: { "aria-label": "Ablation mode" } });
   for (const [v, label] of MODES) mode.appendChild(h("option", { text: label, attrs: { value: v } }));
   const summary = h("span", { class: "lw-summary", testid: "lw-summary" });
+  const resample = resampleField(w);
+  // The lens selection this grid follows (a head picked in another view of the same lens).
+  const linked = h("span", { class: "lw-summary lw-linked", testid: "lw-linked" });
   // Hovering a token marks its query row in every thumbnail.
   const promptTokens = new TokenStrip({
     layout: "flow",
@@ -59,7 +64,9 @@ export function render({ model, el }: RenderProps): () => void {
     h("div", { class: "lw-controls" }, [
       h("label", { class: "lw-field" }, [h("span", { text: "Colour by" }), colorBy]),
       h("label", { class: "lw-field" }, [h("span", { text: "Ablation" }), mode]),
+      resample.el,
       summary,
+      linked,
     ]),
     promptTokens.el,
   );
@@ -159,6 +166,7 @@ export function render({ model, el }: RenderProps): () => void {
     const f = parseFocus(model.get("focus"), nLayers(), nHeads());
     if (!f) return;
     const m = String(model.get("ablation_mode") || mode.value || "zero");
+    if (m === "resample") resample.commit();
     void w.request("ablate", { layer: f[0], head: f[1], mode: m });
   }
 
@@ -170,6 +178,7 @@ export function render({ model, el }: RenderProps): () => void {
   w.listen(mode, "change", () => {
     model.set("ablation_mode", mode.value);
     model.save_changes();
+    resample.sync(mode.value);
   });
   w.listen(root, "keydown", (ev) => {
     if (ev.key !== "Escape") return;
@@ -223,6 +232,10 @@ export function render({ model, el }: RenderProps): () => void {
       const m = String(model.get("ablation_mode") ?? "zero");
       if (!MODES.some(([v]) => v === m)) mode.appendChild(h("option", { text: m, attrs: { value: m } }));
       mode.value = m;
+      resample.sync(m);
+      const link = model.get("linked") as { label?: unknown; source?: unknown } | null;
+      linked.textContent = link && link.label ? `Selected ${String(link.label)} (${String(link.source ?? "")})` : "";
+      linked.dataset.label = link && link.label ? String(link.label) : "";
       prompt.sync();
       const toks = tokens();
       promptTokens.setTokens(toks);
@@ -290,7 +303,7 @@ export function render({ model, el }: RenderProps): () => void {
   w.onChange(["patterns", "patterns_meta", "scores", "scores_meta", "n_layers", "n_heads"], () => invalidate("decode"));
   w.onChange(["tokens"], () => invalidate("header", "focus"));
   w.onChange(["score_names"], () => invalidate("header", "grid"));
-  w.onChange(["prompt", "ablation_mode"], () => invalidate("header"));
+  w.onChange(["prompt", "ablation_mode", "resample_prompts", "linked"], () => invalidate("header"));
   w.onChange(["color_by"], () => invalidate("grid"));
   w.onChange(["focus"], () => invalidate("focus"));
   w.onChange(["last_result"], () => invalidate("result"));

@@ -6,11 +6,13 @@
 // Trait changes are coalesced into one redraw per task; the top-k table is decoded only when
 // `top_ids` / `top_probs` / `top_meta` change.
 //
-// Requests: run {prompt}, set_target {target, target_id?}, select {row, pos}, ablate {component}, undo {}.
-// The view sets one trait itself: `mode`.
+// Requests: run {prompt}, set_target {target, target_id?}, select {row, pos}, ablate {component, mode},
+// pick {component} (a DLA contributor clicked: the lens selection), undo {}.
+// The view sets traits `mode`, `ablation_mode` and `resample_prompts` itself.
 
 import { button, h, hasFocus } from "./lib/dom";
 import { onSubmitKey, promptRow } from "./lib/inputs";
+import { resampleField } from "./lib/resample";
 import { indexPair, strings } from "./lib/json";
 import type { Reply } from "./lib/protocol";
 import { createRedraw } from "./lib/redraw";
@@ -46,10 +48,15 @@ export function render({ model, el }: RenderProps): () => void {
   const setTargetBtn = button("Set target", "lw-set-target", "lw-btn");
   const targetNow = h("span", { class: "lw-ll-target-now", testid: "lw-target-text" });
   const summary = h("span", { class: "lw-summary", testid: "lw-summary" });
+  const ablationMode = h("select", { class: "lw-select", testid: "lw-mode", attrs: { "aria-label": "Ablation mode" } });
+  for (const m of ["zero", "mean", "resample"]) ablationMode.appendChild(h("option", { text: m, attrs: { value: m } }));
+  const resample = resampleField(w);
   const controls = h("div", { class: "lw-controls" }, [
     h("label", { class: "lw-field" }, [h("span", { text: "Shade by" }), mode]),
     h("span", { class: "lw-field lw-ll-target-field" }, [h("span", { text: "Target" }), targetInput, setTargetBtn]),
     targetNow,
+    h("label", { class: "lw-field" }, [h("span", { text: "Ablation" }), ablationMode]),
+    resample.el,
     summary,
   ]);
   w.header.append(prompt.el, controls);
@@ -72,6 +79,7 @@ export function render({ model, el }: RenderProps): () => void {
   const detail = new DetailPanel({
     onTarget: (tok, id) => setTarget(tok, id),
     onAblate: (label) => ablate(label),
+    onPick: (label) => void w.request("pick", { component: label }),
   });
   // The side column keeps its width while empty, so that the first click does not narrow the table
   // (and hide the clicked cell); it wraps below the table when the output is narrow.
@@ -172,7 +180,10 @@ export function render({ model, el }: RenderProps): () => void {
   }
 
   function ablate(component: string): void {
-    if (component) void w.request("ablate", { component });
+    if (!component) return;
+    const m = String(model.get("ablation_mode") || ablationMode.value || "zero");
+    if (m === "resample") resample.commit();
+    void w.request("ablate", { component, mode: m });
   }
 
   w.listen(setTargetBtn, "click", () => setTarget(targetInput.value));
@@ -181,6 +192,11 @@ export function render({ model, el }: RenderProps): () => void {
     model.set("mode", normalizeMode(mode.value));
     model.save_changes();
     invalidate("table");
+  });
+  w.listen(ablationMode, "change", () => {
+    model.set("ablation_mode", ablationMode.value);
+    model.save_changes();
+    resample.sync(ablationMode.value);
   });
   w.listen(undoBtn, "click", () => void w.request("undo", {}));
   w.onPending((open) => {
@@ -208,6 +224,9 @@ export function render({ model, el }: RenderProps): () => void {
     if (d.has("header")) {
       const m = normalizeMode(model.get("mode"));
       mode.value = m;
+      const am = String(model.get("ablation_mode") ?? "zero");
+      ablationMode.value = am;
+      resample.sync(am);
       prompt.sync();
       const target = Number(model.get("target"));
       const text = String(model.get("target_text") ?? "");
@@ -233,7 +252,8 @@ export function render({ model, el }: RenderProps): () => void {
       const abl = ablated();
       if (abl.length) {
         const n = countChanged(changed.value);
-        ablatedText.textContent = `Ablated: ${abl.join(", ")}. ${n} cell${n === 1 ? "" : "s"} changed vs original (top-1 token differs, marked ◤).`;
+        const how = String(model.get("ablated_mode") ?? "");
+        ablatedText.textContent = `Ablated${how ? ` (${how})` : ""}: ${abl.join(", ")}. ${n} cell${n === 1 ? "" : "s"} changed vs original (top-1 token differs, marked ◤).`;
         banner.dataset.ablated = abl.join(",");
         banner.dataset.changed = String(n);
         banner.hidden = false;
@@ -261,13 +281,13 @@ export function render({ model, el }: RenderProps): () => void {
   w.onChange(["top_ids", "top_probs", "top_meta", "target_stats", "changed"], () => invalidate("decode"));
   w.onChange(["tokens", "target", "target_text", "mode"], () => invalidate("table", "header"));
   w.onChange(["row_labels", "row_hooks", "vocab"], () => invalidate("table"));
-  w.onChange(["prompt", "k"], () => invalidate("header"));
+  w.onChange(["prompt", "k", "ablation_mode", "resample_prompts"], () => invalidate("header"));
   w.onChange(["selected"], () => {
     localSel = null;
     invalidate("table");
   });
   w.onChange(["cell_detail"], () => invalidate("detail"));
-  w.onChange(["ablated"], () => invalidate("banner", "detail"));
+  w.onChange(["ablated", "ablated_mode"], () => invalidate("banner", "detail"));
   detail.setTheme(w.theme());
   w.onTheme((p) => {
     detail.setTheme(p.theme);

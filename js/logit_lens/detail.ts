@@ -74,6 +74,8 @@ export interface DetailPanelOptions {
   onTarget: (token: string, id?: number) => void;
   /** Ablate a component ("L1H3", "mlp2"). */
   onAblate: (label: string) => void;
+  /** A contributor's row was clicked (not its ablate button): select it for the lens. */
+  onPick?: (label: string) => void;
 }
 
 export class DetailPanel {
@@ -103,6 +105,11 @@ export class DetailPanel {
     const ablate = t.closest("[data-testid=lw-dla-ablate]") as HTMLButtonElement | null;
     if (ablate && this.el.contains(ablate)) {
       if (!ablate.disabled) this.opts.onAblate(ablate.dataset.label ?? "");
+      return;
+    }
+    const contributor = t.closest("[data-testid=lw-dla-row]") as HTMLElement | null;
+    if (contributor && this.el.contains(contributor) && this.opts.onPick && isAblatable(contributor.dataset.label ?? "")) {
+      this.opts.onPick(contributor.dataset.label ?? "");
       return;
     }
     const row = t.closest("[data-testid=lw-topk-row]") as HTMLElement | null;
@@ -227,7 +234,8 @@ export class DetailPanel {
       row.dataset.value = String(v);
       row.dataset.kind = kind;
       row.dataset.hook = hook;
-      row.title = `${label}${hook ? `  ${hook}` : ""}: ${v}`;
+      row.title = `${label}${hook ? `  ${hook}` : ""}: ${v}${isAblatable(label) ? " (click to show it in the attention grid)" : ""}`;
+      if (isAblatable(label)) row.classList.add("lw-ll-dla-pick");
       return row;
     });
     const sum = dlaSum(values);

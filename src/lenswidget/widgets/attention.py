@@ -14,7 +14,9 @@ from ..analysis.ablation import MODES, AblationResult, ablate_heads
 from ..analysis.heads import SCORE_NAMES, HeadScores, head_scores
 from ..encode import encode_tensor
 from ..errors import InputError
+from ..selection import Selection
 from ..session import Lens
+from ._resample import resample_tokens
 from .base import LensWidget, Request, bundle
 
 #: above this many attention weights, patterns travel as 1 byte each instead of float16
@@ -44,6 +46,10 @@ class AttentionGrid(LensWidget):
     color_by = traitlets.Enum(list(SCORE_NAMES), default_value="induction").tag(sync=True)
     focus = traitlets.List(traitlets.Int(), []).tag(sync=True)
     ablation_mode = traitlets.Enum(list(MODES), default_value="zero").tag(sync=True)
+    #: source prompts for ``"resample"`` ablation (each the prompt's token length)
+    resample_prompts = traitlets.List(traitlets.Unicode(), []).tag(sync=True)
+    #: the lens selection this grid last followed: ``{label, source}``, or ``{}``
+    linked = traitlets.Dict({}).tag(sync=True)
     last_result = traitlets.Dict({}).tag(sync=True)
 
     REQUESTS = {
@@ -58,6 +64,8 @@ class AttentionGrid(LensWidget):
         self._tokens: torch.Tensor | None = None
         self.last_ablation: AblationResult | None = None
         self.run(prompt)
+        # follow the lens's selection (a head picked in any view of this lens); held weakly
+        self._unfollow = lens.observe_selection(self._follow_selection)
 
     # ------------------------------------------------------------------ validation of JS-set traits
     @traitlets.validate("focus")
@@ -78,11 +86,17 @@ class AttentionGrid(LensWidget):
 
         return self._python_call(lambda: self._exclusive("run", lambda: self._run(prompt)))
 
-    def ablate(self, layer: int, head: int, mode: str | None = None) -> AblationResult:
-        """Rerun the model with head ``(layer, head)`` ablated (``mode`` "zero" or "mean", default
-        the widget's ``ablation_mode``); show and return the change."""
+    def ablate(
+        self, layer: int, head: int, mode: str | None = None, sources: list[str] | None = None
+    ) -> AblationResult:
+        """Rerun the model with head ``(layer, head)`` ablated (``mode`` "zero", "mean" or
+        "resample", default the widget's ``ablation_mode``); show and return the change.
+        ``"resample"`` takes the head's z from ``sources`` (prompts of the same token length;
+        default ``resample_prompts``) and averages over them."""
 
-        return self._python_call(lambda: self._exclusive("ablate", lambda: self._ablate(layer, head, mode)))
+        return self._python_call(
+            lambda: self._exclusive("ablate", lambda: self._ablate(layer, head, mode, sources))
+        )
 
     def focus_head(self, layer: int, head: int) -> None:
         """Show head ``(layer, head)`` full size."""
@@ -99,7 +113,7 @@ class AttentionGrid(LensWidget):
         return {"n_tokens": len(self.tokens)}
 
     def _req_ablate(self, layer: int, head: int, mode: str | None) -> dict:
-        return self._ablate(layer, head, mode).to_json(self.lens.model)
+        return self._ablate(layer, head, mode, None).to_json(self.lens.model)
 
     def _req_clear(self) -> dict:
         self.clear()
@@ -132,18 +146,41 @@ class AttentionGrid(LensWidget):
             self.last_result = {}
         return scores
 
-    def _ablate(self, layer: Any, head: Any, mode: str | None) -> AblationResult:
+    def _ablate(self, layer: Any, head: Any, mode: str | None, sources: Any) -> AblationResult:
         layer, head = self.lens.check_head(layer, head)
         mode = self.ablation_mode if mode is None else mode
         if mode not in MODES:
             raise InputError(f"Unknown ablation mode {mode!r}: use one of {list(MODES)}.")
         assert self._tokens is not None
+        source_tokens = None
+        if mode == "resample":
+            prompts = self.resample_prompts if sources is None else sources
+            source_tokens = resample_tokens(self.lens, prompts, self._tokens)
         run = self.lens.run(self._tokens)
         result = ablate_heads(
-            self.lens.model, self._tokens, [(layer, head)], mode=mode, logits_before=run.logits
+            self.lens.model, self._tokens, [(layer, head)], mode=mode, source_tokens=source_tokens,
+            logits_before=run.logits,
         )
         self.last_ablation = result
         with self.hold_sync():
             self.focus = [layer, head]
             self.last_result = result.to_json(self.lens.model)
         return result
+
+    # ------------------------------------------------------------------ linked selection
+    def _follow_selection(self, selection: Selection | None) -> None:
+        """Show the selected head (on the prompt it was picked on): called by the lens."""
+        if selection is None or selection.head is None:
+            return
+        layer, head = selection.head
+        prompt = selection.prompt
+
+        def follow() -> None:
+            if prompt is not None and prompt != self.prompt:
+                with self.lens.computation("AttentionGrid.follow", wait=False):
+                    self._run(prompt)
+            with self.hold_sync():
+                self.focus = [layer, head]
+                self.linked = {"label": selection.label, "source": selection.source}
+
+        self._python_call(follow)

@@ -12,13 +12,16 @@ import numpy as np
 import torch
 import traitlets
 
+from ..analysis.ablation import MODES as ABLATION_MODES
 from ..analysis.ablation import component_ablation_hooks
 from ..analysis.dla import DLAResult, direct_logit_attribution
 from ..analysis.readout import LogitLensResult, logit_lens
 from ..analysis.text import str_tokens
 from ..encode import encode_tensor
 from ..errors import InputError
+from ..selection import Selection
 from ..session import Lens
+from ._resample import resample_tokens
 from .base import LensWidget, Request, bundle
 
 MODES = ("top", "target_prob", "target_rank")
@@ -59,13 +62,20 @@ class LogitLensTable(LensWidget):
     selected = traitlets.List(traitlets.Int(), []).tag(sync=True)
     cell_detail = traitlets.Dict({}).tag(sync=True)
     ablated = traitlets.List(traitlets.Unicode(), []).tag(sync=True)
+    #: how :meth:`ablate` removes components: "zero", "mean" (over the prompt's positions) or
+    #: "resample" (their value on ``resample_prompts[0]``, a prompt of the same token length)
+    ablation_mode = traitlets.Enum(list(ABLATION_MODES), default_value="zero").tag(sync=True)
+    resample_prompts = traitlets.List(traitlets.Unicode(), []).tag(sync=True)
+    #: the mode the components in ``ablated`` were ablated with ("" when none are)
+    ablated_mode = traitlets.Unicode("").tag(sync=True)
     changed = traitlets.Bytes(b"").tag(sync=True)
 
     REQUESTS = {
         "run": Request("run", {"prompt": str}),
         "set_target": Request("set_target", {"target": (str, ""), "target_id": (int, None)}),
         "select": Request("select", {"row": int, "pos": int}),
-        "ablate": Request("ablate", {"component": str}),
+        "ablate": Request("ablate", {"component": str, "mode": (str, None)}),
+        "pick": Request("pick", {"component": str}, exclusive=False),
         "undo": Request("undo", {}),
     }
 
@@ -105,10 +115,21 @@ class LogitLensTable(LensWidget):
         target there, up to that row's layer, largest contributors first (the dict the view draws)."""
         return self._python_call(lambda: self._exclusive("select", lambda: self._select(row, pos)))
 
-    def ablate(self, component: str) -> LogitLensResult:
-        """Rerun with ``component`` (``"L{l}H{h}"`` or ``"mlp{l}"``) zero-ablated; the table shows
+    def ablate(self, component: str, mode: str | None = None, sources: list[str] | None = None) -> LogitLensResult:
+        """Rerun with ``component`` (``"L{l}H{h}"`` or ``"mlp{l}"``) ablated, together with those
+        already ablated, all with ``mode`` (default ``ablation_mode``): ``"zero"``, ``"mean"``
+        (the mean over this prompt's positions) or ``"resample"`` (the value on one source prompt
+        of the same token length: ``sources[0]``, default ``resample_prompts``). The table shows
         the new predictions and ``changed`` marks cells whose top token changed."""
-        return self._python_call(lambda: self._exclusive("ablate", lambda: self._ablate(component)))
+        return self._python_call(
+            lambda: self._exclusive("ablate", lambda: self._ablate(component, mode, sources))
+        )
+
+    def pick(self, component: str) -> Selection | None:
+        """Select ``component`` (a DLA contributor such as ``"L1H3"`` or ``"mlp2"``) for every
+        widget of this lens, on this table's prompt: the attention grid then shows that head.
+        Returns the lens's :class:`~lenswidget.selection.Selection`."""
+        return self._python_call(lambda: self.lens.select(component, self.prompt, source=self))
 
     def undo(self) -> None:
         """Back to the original (unablated) table."""
@@ -136,9 +157,13 @@ class LogitLensTable(LensWidget):
     def _req_select(self, row: int, pos: int) -> dict:
         return self._select(row, pos)
 
-    def _req_ablate(self, component: str) -> dict:
-        self._ablate(component)
+    def _req_ablate(self, component: str, mode: str | None) -> dict:
+        self._ablate(component, mode, None)
         return {"changed_cells": int(np.frombuffer(self.changed, dtype=np.uint8).sum()) if self.changed else 0}
+
+    def _req_pick(self, component: str) -> dict:
+        sel = self.pick(component)
+        return {"label": sel.label if sel else "", "prompt": self.prompt}
 
     def _req_undo(self) -> dict:
         self._undo()
@@ -166,6 +191,7 @@ class LogitLensTable(LensWidget):
             self.target = target
             self.target_text = str_tokens(self.lens.model, [target])[0]
             self.ablated = []
+            self.ablated_mode = ""
             self.changed = b""
             self.selected = []
             self.cell_detail = {}
@@ -252,11 +278,25 @@ class LogitLensTable(LensWidget):
             self.cell_detail = detail
         return detail
 
-    def _ablate(self, component: Any) -> LogitLensResult:
+    def _ablate(self, component: Any, mode: str | None, sources: Any) -> LogitLensResult:
         if not isinstance(component, str):
             raise InputError(f"Name the component to ablate as a string, got {component!r}.")
+        mode = self.ablation_mode if mode is None else mode
+        if mode not in ABLATION_MODES:
+            raise InputError(f"Unknown ablation mode {mode!r}: use one of {list(ABLATION_MODES)}.")
+        source_tokens = None
+        if mode == "resample":
+            prompts = self.resample_prompts if sources is None else sources
+            source_tokens = resample_tokens(self.lens, prompts, self._tokens)
+            if source_tokens.shape[0] != 1:
+                raise InputError(
+                    f"The logit-lens table shows one run: give one resample prompt, not {source_tokens.shape[0]} "
+                    "(lenswidget.analysis.ablate_heads averages a head's resample ablation over several)."
+                )
         components = list(self.ablated) + [component] if component not in self.ablated else list(self.ablated)
-        hooks = component_ablation_hooks(self.lens.model, components)
+        hooks = component_ablation_hooks(
+            self.lens.model, components, mode=mode, tokens=self._tokens, source_tokens=source_tokens
+        )
         with torch.inference_mode(), self.lens.model.hooks(fwd_hooks=hooks):
             _, cache = self.lens.model.run_with_cache(self._tokens)
         result = self._lens_of(cache, self.target)
@@ -266,6 +306,7 @@ class LogitLensTable(LensWidget):
         self.result = result
         with self.hold_sync():
             self.ablated = components
+            self.ablated_mode = mode
             self.changed = changed.numpy().tobytes()
             self._show(result)
             if self.selected:
@@ -278,6 +319,7 @@ class LogitLensTable(LensWidget):
         self._cache = self._original_cache
         with self.hold_sync():
             self.ablated = []
+            self.ablated_mode = ""
             self.changed = b""
             self._show(self.original)
             if self.selected:
