@@ -1,11 +1,13 @@
 // PatchingHeatmap view (widgets/patching.py; contract in docs/protocol.md).
 //
-// Header: clean and corrupted prompts, answer and wrong answer + Apply (set_inputs); direction
-// and metric selects (traits); the sites menu (set_sites); "Run exact sweep" (sweep, with the
+// Header: clean and corrupted prompts, answer and wrong answer + Apply (set_inputs; one pair per
+// line for a dataset, patching/pairs.ts); direction and metric selects (traits) and the one-click
+// recovery / logit-diff switch; the sites menu (set_sites); "Run exact sweep" (sweep, with the
 // shared progress bar + Cancel) and the partial badge.
-// Body: the metric on both runs and both tokenizations (differing positions marked); one card
-// per site in `sites` (SiteCard: heatmap, legend, attribution-vs-exact agreement); a tooltip for
-// the hovered cell; the cell panel drawn from `cell_result`.
+// Body: the metric on both runs and both tokenizations (differing positions marked); the list of
+// pairs (2+); one card per site in `sites` (SiteCard: heatmap, legend, attribution-vs-exact
+// agreement) with its top components beside it (patching/top.ts; a row click = a cell click);
+// a tooltip for the hovered cell; the cell panel drawn from `cell_result`.
 // Trait changes are coalesced into one redraw per animation frame (a streaming sweep updates
 // `exact` many times a second); result maps are decoded only for entries whose bytes changed.
 
@@ -14,8 +16,10 @@ import { CellPanel } from "./patching/cell";
 import type { SiteEntry, ViewMode } from "./patching/data";
 import { ResultMapCache, diffMasks, sweepCounts } from "./patching/data";
 import { heatmapsSVG } from "./patching/export";
+import { PairsList, inputArgs, parsePairs } from "./patching/pairs";
 import type { CellInfo } from "./patching/site";
 import { SiteCard } from "./patching/site";
+import { TopList, parseTop } from "./patching/top";
 import { button, h } from "./lib/dom";
 import { fmt3 } from "./lib/format";
 import type { Cell } from "./lib/heatmap";
@@ -37,13 +41,19 @@ export const DIRECTIONS: Array<[string, string]> = [
 ];
 
 export const METRICS: Array<[string, string]> = [
-  ["logit_diff", "logit diff"],
-  ["normalized", "normalized (0 = corrupted, 1 = clean)"],
+  ["normalized", "recovery (0 = corrupted, 1 = clean)"],
+  ["logit_diff", "logit diff (answer − wrong)"],
 ];
 
-/** Legend text for a metric. */
-export function metricLabel(metric: string): string {
-  return metric === "normalized" ? "normalized metric (0 = corrupted, 1 = clean)" : "logit diff (answer − wrong)";
+/** Legend text for a metric; `pairs` > 1 says it is the mean over the pairs. */
+export function metricLabel(metric: string, pairs = 1): string {
+  const what = metric === "normalized" ? "recovery (0 = corrupted run, 1 = clean run)" : "logit diff (answer − wrong)";
+  return pairs > 1 ? `${what}, mean over ${pairs} pairs` : what;
+}
+
+/** The switch's text: the other metric, one click away. */
+export function otherMetric(metric: string): { value: string; text: string } {
+  return metric === "normalized" ? { value: "logit_diff", text: "show logit diff" } : { value: "normalized", text: "show recovery" };
 }
 
 /** Parse the `selected` trait: {site, index} or null. */
@@ -55,8 +65,8 @@ export function parseSelected(x: unknown): { site: string; index: number[] } | n
   return index.every((v) => Number.isInteger(v) && v >= 0) ? { site: s.site, index } : null;
 }
 
-type Part = "inputs" | "tokens" | "summary" | "sitesMenu" | "maps" | "layout" | "select" | "cell" | "sweep" | "theme";
-const ALL_PARTS: Part[] = ["inputs", "tokens", "summary", "sitesMenu", "maps", "layout", "select", "cell", "sweep", "theme"];
+type Part = "inputs" | "tokens" | "summary" | "sitesMenu" | "maps" | "layout" | "select" | "cell" | "sweep" | "theme" | "pairs" | "top";
+const ALL_PARTS: Part[] = ["inputs", "tokens", "summary", "sitesMenu", "maps", "layout", "select", "cell", "sweep", "theme", "pairs", "top"];
 
 export function render({ model, el }: RenderProps): () => void {
   const w = createWidget(model, el, { name: "patching" });
@@ -67,13 +77,15 @@ export function render({ model, el }: RenderProps): () => void {
   // ---- header ---------------------------------------------------------------------------------
   const textarea = (testid: string, label: string) =>
     h("textarea", { class: "lw-prompt", testid, attrs: { rows: "2", spellcheck: "false", "aria-label": label, placeholder: `${label} (Ctrl+Enter applies)` } });
-  const input = (testid: string, label: string, placeholder: string) =>
-    h("input", { class: "lw-input", testid, attrs: { type: "text", spellcheck: "false", "aria-label": label, placeholder } });
   const cleanIn = textarea("lw-clean", "Clean prompt");
   const corrIn = textarea("lw-corrupted", "Corrupted prompt");
-  const answerIn = input("lw-answer", "Answer", "answer, e.g. ␣Paris");
-  const wrongIn = input("lw-wrong", "Wrong answer", "wrong, e.g. ␣Rome");
-  answerIn.title = wrongIn.title = "One token; a leading space is part of the token";
+  // One answer for all pairs, or one per line (Shift+Enter adds a line; Enter applies).
+  const answerBox = (testid: string, label: string, placeholder: string) =>
+    h("textarea", { class: "lw-input lw-pt-answers", testid, attrs: { rows: "1", spellcheck: "false", "aria-label": label, placeholder } });
+  const answerIn = answerBox("lw-answer", "Answer", "answer, e.g. ␣Paris");
+  const wrongIn = answerBox("lw-wrong", "Wrong answer", "wrong, e.g. ␣Rome");
+  answerIn.title = wrongIn.title = "One token (a leading space is part of it); for a dataset, one for all pairs or one per line (Shift+Enter)";
+  cleanIn.title = corrIn.title = "One prompt, or one prompt per line for a dataset of pairs (line i of both boxes is pair i)";
   const applyBtn = button("Apply", "lw-apply", "lw-btn lw-btn-primary");
   applyBtn.title = "Tokenize both prompts and compute the metric and the attribution preview (Ctrl/Cmd+Enter)";
 
@@ -81,6 +93,8 @@ export function render({ model, el }: RenderProps): () => void {
   for (const [v, label] of DIRECTIONS) direction.appendChild(h("option", { text: label, attrs: { value: v } }));
   const metric = h("select", { class: "lw-select", testid: "lw-metric", attrs: { "aria-label": "Metric" } });
   for (const [v, label] of METRICS) metric.appendChild(h("option", { text: label, attrs: { value: v } }));
+  const metricToggle = button("show logit diff", "lw-metric-toggle", "lw-btn lw-btn-small");
+  metricToggle.title = "Shade by the other metric (the results are converted, nothing reruns)";
 
   const sitesSummary = h("summary", { class: "lw-btn lw-btn-small lw-pt-sites-summary", testid: "lw-sites-summary" });
   const sitesList = h("div", { class: "lw-pt-sites-list", attrs: { role: "group", "aria-label": "Sites shown" } });
@@ -114,6 +128,7 @@ export function render({ model, el }: RenderProps): () => void {
     h("div", { class: "lw-controls" }, [
       h("label", { class: "lw-field" }, [h("span", { text: "direction" }), direction]),
       h("label", { class: "lw-field" }, [h("span", { text: "metric" }), metric]),
+      metricToggle,
       sitesBox,
       sweepBtn,
       sweepProgress,
@@ -165,8 +180,10 @@ export function render({ model, el }: RenderProps): () => void {
   tooltip.hidden = true;
   const mapsEl = h("div", { class: "lw-pt-maps", testid: "lw-maps" }, [mapsEmpty, mapsList, tooltip]);
   const cellPanel = new CellPanel();
+  const pairsList = new PairsList();
   w.body.append(
     h("div", { class: "lw-pt-top" }, [summary, tokensBox]),
+    pairsList.el,
     rejected,
     h("div", { class: "lw-main lw-pt-main" }, [mapsEl, cellPanel.el]),
   );
@@ -179,6 +196,8 @@ export function render({ model, el }: RenderProps): () => void {
   let exactErrors = new Map<string, string>();
   let attrErrors = new Map<string, string>();
   const cards = new Map<string, SiteCard>();
+  const tops = new Map<string, TopList>();
+  const blocks = new Map<string, HTMLElement>();
   const modes = new Map<string, ViewMode>();
   /** The cell clicked, until Python's `selected` says otherwise. */
   let localSel: { site: string; index: number[] } | null = null;
@@ -192,7 +211,7 @@ export function render({ model, el }: RenderProps): () => void {
 
   // ---- actions ----------------------------------------------------------------------------------
   async function apply(): Promise<void> {
-    const args = { clean: cleanIn.value, corrupted: corrIn.value, answer: answerIn.value, wrong: wrongIn.value };
+    const args = inputArgs(cleanIn.value, corrIn.value, answerIn.value, wrongIn.value);
     w.showError(null);
     showRejected(null);
     try {
@@ -252,15 +271,29 @@ export function render({ model, el }: RenderProps): () => void {
 
   w.listen(applyBtn, "click", () => void apply());
   for (const t of [cleanIn, corrIn, answerIn, wrongIn]) onSubmitKey(w, t, () => void apply());
+  for (const t of [answerIn, wrongIn]) {
+    w.listen(t, "keydown", (ev) => {
+      if (ev.key === "Enter" && !ev.shiftKey && !ev.ctrlKey && !ev.metaKey) {
+        ev.preventDefault();
+        void apply();
+      }
+    });
+    w.listen(t, "input", () => fitRows(t));
+  }
+  function fitRows(t: HTMLTextAreaElement): void {
+    t.rows = Math.max(1, Math.min(8, t.value.split("\n").length));
+  }
   w.listen(direction, "change", () => {
     model.set("direction", direction.value);
     model.save_changes();
   });
-  w.listen(metric, "change", () => {
-    model.set("metric", metric.value);
+  function setMetric(v: string): void {
+    model.set("metric", v);
     model.save_changes();
-    invalidate("summary", "maps");
-  });
+    invalidate("summary", "maps", "inputs");
+  }
+  w.listen(metric, "change", () => setMetric(metric.value));
+  w.listen(metricToggle, "click", () => setMetric(otherMetric(String(model.get("metric") ?? "normalized")).value));
   w.listen(sweepBtn, "click", sweep);
   w.listen(cancelSweepBtn, "click", () => {
     cancellingSweep = true;
@@ -342,7 +375,12 @@ export function render({ model, el }: RenderProps): () => void {
       if (v) s.value = v;
     };
     selectValue(direction, String(model.get("direction") ?? "denoise"), DIRECTIONS);
-    selectValue(metric, String(model.get("metric") ?? "logit_diff"), METRICS);
+    const m = String(model.get("metric") ?? "normalized");
+    selectValue(metric, m, METRICS);
+    metricToggle.textContent = otherMetric(m).text;
+    metricToggle.dataset.metric = m;
+    fitRows(answerIn);
+    fitRows(wrongIn);
   }
 
   function renderSitesMenu(): void {
@@ -386,9 +424,12 @@ export function render({ model, el }: RenderProps): () => void {
     set(corruptedValue, xv);
     const ans = String(model.get("answer") ?? "");
     const wrong = String(model.get("wrong") ?? "");
-    const m = String(model.get("metric") ?? "logit_diff");
-    const diff = `logit(“${displayToken(ans)}”) − logit(“${displayToken(wrong)}”)`;
-    metricName.textContent = m === "normalized" ? `normalized ${diff}: 0 = corrupted run, 1 = clean run` : `logit diff = ${diff}`;
+    const m = String(model.get("metric") ?? "normalized");
+    const n = parsePairs(model.get("pairs")).length;
+    const one = !ans.includes("\n") && !wrong.includes("\n");
+    const diff = one ? `logit(“${displayToken(ans)}”) − logit(“${displayToken(wrong)}”)` : "logit(answer) − logit(wrong)";
+    const mean = n > 1 ? `, mean over ${n} pairs` : "";
+    metricName.textContent = m === "normalized" ? `recovery of ${diff}${mean}: 0 = corrupted run, 1 = clean run` : `logit diff = ${diff}${mean}`;
     metricName.dataset.metric = m;
   }
 
@@ -412,6 +453,23 @@ export function render({ model, el }: RenderProps): () => void {
     return card;
   }
 
+  function blockFor(site: string): HTMLElement {
+    let b = blocks.get(site);
+    if (b) return b;
+    const top = new TopList(site, clickCell);
+    tops.set(site, top);
+    b = h("div", { class: "lw-pt-site-block" }, [cardFor(site).el, top.el]);
+    b.dataset.site = site;
+    blocks.set(site, b);
+    return b;
+  }
+
+  function renderTop(): void {
+    const map = model.get("top_components");
+    const sel = selection();
+    for (const [s, top] of tops) top.set(parseTop(map, s), sel && sel.site === s ? sel.index : null);
+  }
+
   function renderMaps(d: Set<Part>): void {
     if (d.has("maps")) {
       const ex = exactCache.update(model.get("exact"));
@@ -426,14 +484,18 @@ export function render({ model, el }: RenderProps): () => void {
       if (!list.includes(s)) {
         card.destroy();
         cards.delete(s);
+        tops.get(s)?.destroy();
+        tops.delete(s);
+        blocks.get(s)?.remove();
+        blocks.delete(s);
       }
     }
-    const els = list.map((s) => cardFor(s).el);
+    const els = list.map((s) => blockFor(s));
     if (els.length !== mapsList.children.length || els.some((e, i) => mapsList.children[i] !== e)) mapsList.replaceChildren(...els);
     const ct = cleanTokens();
     const xt = corruptedTokens();
     const [diff] = diffMasks(ct, xt);
-    const label = metricLabel(String(model.get("metric") ?? "logit_diff"));
+    const label = metricLabel(String(model.get("metric") ?? "normalized"), parsePairs(model.get("pairs")).length);
     const sel = selection();
     const wd = width();
     const palette = w.palette();
@@ -506,6 +568,7 @@ export function render({ model, el }: RenderProps): () => void {
       cleanTokens: cleanTokens(),
       corruptedTokens: corruptedTokens(),
       palette: w.palette(),
+      pairs: parsePairs(model.get("pairs")),
     };
     cellPanel.render(model.get("cell_result"), ctx);
   }
@@ -518,12 +581,16 @@ export function render({ model, el }: RenderProps): () => void {
     if (["maps", "layout", "select", "theme", "tokens"].some((p) => d.has(p as Part))) renderMaps(d);
     if (d.has("maps") || d.has("sweep")) renderSweep();
     if (d.has("cell") || d.has("theme")) renderCell();
+    if (d.has("pairs")) pairsList.set(parsePairs(model.get("pairs")));
+    if (["top", "maps", "select"].some((p) => d.has(p as Part))) renderTop();
   }
 
   // ---- traits -----------------------------------------------------------------------------------
   w.onChange(["clean_prompt", "corrupted_prompt", "answer", "wrong", "direction", "metric"], () => invalidate("inputs"));
   w.onChange(["answer", "wrong", "metric", "clean_value", "corrupted_value"], () => invalidate("summary"));
   w.onChange(["clean_tokens", "corrupted_tokens"], () => invalidate("tokens", "cell"));
+  w.onChange(["pairs"], () => invalidate("pairs", "summary", "maps", "cell"));
+  w.onChange(["top_components"], () => invalidate("top"));
   w.onChange(["sites", "available_sites"], () => invalidate("sitesMenu", "maps", "sweep"));
   w.onChange(["exact", "attribution"], () => invalidate("maps"));
   w.onChange(["sweep_state", "sweep_progress"], () => invalidate("sweep"));
@@ -547,7 +614,7 @@ export function render({ model, el }: RenderProps): () => void {
       .filter((c): c is SiteCard => !!c && c.hasValues());
     const dir = String(model.get("direction") ?? "denoise");
     const header = [
-      `Activation patching (${dir}) — ${metricLabel(String(model.get("metric") ?? "logit_diff"))}`,
+      `Activation patching (${dir}) — ${metricLabel(String(model.get("metric") ?? "normalized"), parsePairs(model.get("pairs")).length)}`,
       `clean: ${JSON.stringify(String(model.get("clean_prompt") ?? ""))} → ${fmt3(numberOr(model.get("clean_value")))}`,
       `corrupted: ${JSON.stringify(String(model.get("corrupted_prompt") ?? ""))} → ${fmt3(numberOr(model.get("corrupted_value")))}`,
       `answer ${JSON.stringify(String(model.get("answer") ?? ""))} vs wrong ${JSON.stringify(String(model.get("wrong") ?? ""))}`,
@@ -579,6 +646,8 @@ export function render({ model, el }: RenderProps): () => void {
     redraw.dispose();
     cards.forEach((c) => c.destroy());
     cards.clear();
+    tops.forEach((t) => t.destroy());
+    tops.clear();
     cellPanel.destroy();
     for (const s of [cleanStrip, corrStrip, rejClean, rejCorr]) s.destroy();
     w.dispose();

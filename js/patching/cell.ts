@@ -1,8 +1,9 @@
 // The cell panel of PatchingHeatmap, drawn from the `cell_result` trait (docs/protocol.md): which
 // activation was patched (label, hook), the metric after this one patch against the clean and
 // corrupted runs (and where it lies between them), the exact and attribution values, the top
-// predictions at the last position before and after, and for head sites the head's attention
-// pattern on the clean and the corrupted prompt side by side.
+// predictions at the last position before and after, each pair's values when the inputs are a
+// dataset (pairs.ts), and for head sites the head's attention pattern on the clean and the
+// corrupted prompt side by side (the first pair's).
 
 import type { Bytes } from "../lib/buffers";
 import { decodeTensor } from "../lib/buffers";
@@ -15,6 +16,8 @@ import { numberOr } from "../lib/json";
 import type { Palette } from "../lib/theme";
 import { TokenStrip, displayToken } from "../lib/tokens";
 import { recovered } from "./data";
+import type { PairRow } from "./pairs";
+import { perPromptTable } from "./pairs";
 
 export interface HeadInfo {
   layer: number;
@@ -40,6 +43,8 @@ export interface CellResult {
   top_before?: TopEntry[];
   top_after?: TopEntry[];
   head?: HeadInfo | null;
+  /** Each pair's values (pairs.ts `PerPrompt`). */
+  per_prompt?: unknown;
 }
 
 export function isCellResult(x: unknown): x is CellResult {
@@ -55,6 +60,8 @@ export interface CellContext {
   cleanTokens: string[];
   corruptedTokens: string[];
   palette: Palette | null;
+  /** The prompt pairs (the `pairs` trait); 2+ adds the per-pair table. */
+  pairs?: PairRow[];
 }
 
 /** Pattern cell size in CSS px for T tokens in about `width` CSS px. */
@@ -190,7 +197,7 @@ export class CellPanel {
     });
     recoveredEl.dataset.value = String(frac);
 
-    const children: Node[] = [
+    const children: Array<Node | null> = [
       h("div", { class: "lw-pt-cell-head" }, [
         h("h3", { class: "lw-pt-cell-title", testid: "lw-cell-title", text: label }),
         h("code", { class: "lw-hook", testid: "lw-cell-hook", text: r.hook ?? "" }),
@@ -204,7 +211,8 @@ export class CellPanel {
       ]),
       track,
       recoveredEl,
-      h("div", { class: "lw-tops-title", text: "Top predictions at the last position" }),
+      perPromptTable(r.per_prompt, ctx.pairs ?? []),
+      h("div", { class: "lw-tops-title", text: (ctx.pairs?.length ?? 0) > 1 ? "Top predictions at the last position (pair 1)" : "Top predictions at the last position" }),
       h("div", { class: "lw-tops" }, [
         topTable("lw-cell-top-before", denoise ? "unpatched (corrupted run)" : "unpatched (clean run)", r.top_before),
         topTable("lw-cell-top-after", "after this patch", r.top_after),
@@ -238,7 +246,7 @@ export class CellPanel {
       }
       children.push(box);
     }
-    this.el.replaceChildren(...children);
+    this.el.replaceChildren(...children.filter((c): c is Node => c !== null));
     this.el.dataset.site = r.site;
     this.el.dataset.index = r.index.join(",");
     this.el.hidden = false;
