@@ -122,6 +122,7 @@ class SelectionHub:
         self.current: Selection | None = None
         self._observers: list[tuple[Callable[[], Callable | None], int | None]] = []
         self._deferred: set[int] = set()  # thread ids holding the computation with a pending notice
+        self._later: dict[int, list[Callable[[], Any]]] = {}  # thread id -> calls for its computation's end
         self._mutex = threading.Lock()
 
     def observe(self, callback: Callable[[Selection | None], Any]) -> Callable[[], None]:
@@ -153,12 +154,23 @@ class SelectionHub:
         else:
             self.notify()
 
+    def later(self, fn: Callable[[], Any], *, defer: bool) -> None:
+        """Call ``fn()`` now, or with ``defer`` when this thread's computation ends (see
+        :meth:`flush`); an error is logged, not raised."""
+        if defer:
+            self._later.setdefault(threading.get_ident(), []).append(fn)
+        else:
+            _guarded(fn)
+
     def flush(self) -> None:
-        """Deliver a notice deferred by this thread (called when its computation ends)."""
+        """Deliver a notice deferred by this thread, then its :meth:`later` calls (called when
+        its computation ends)."""
         ident = threading.get_ident()
         if ident in self._deferred:
             self._deferred.discard(ident)
             self.notify()
+        for fn in self._later.pop(ident, []):
+            _guarded(fn)
 
     def notify(self) -> None:
         selection, skip = self.current, getattr(self, "_publisher", None)
@@ -173,9 +185,14 @@ class SelectionHub:
                 continue
             if skip is not None and owner == skip:
                 continue  # a widget does not follow its own publication
-            try:
-                callback(selection)
-            except LensError as err:  # the observer shows its own error; the publisher goes on
-                log.warning("lenswidget selection observer: %s", err.message)
-            except Exception:
-                log.exception("lenswidget: a selection observer failed")
+            _guarded(lambda cb=callback: cb(selection))
+
+
+def _guarded(fn: Callable[[], Any]) -> None:
+    """Call ``fn``; an error is logged (the observer shows its own), never raised to the publisher."""
+    try:
+        fn()
+    except LensError as err:
+        log.warning("lenswidget selection observer: %s", err.message)
+    except Exception:
+        log.exception("lenswidget: a selection observer failed")

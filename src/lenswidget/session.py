@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .widgets.attention import AttentionGrid
     from .widgets.logit_lens import LogitLensTable
     from .widgets.patching import PatchingHeatmap
+    from .widgets.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,12 @@ class Lens:
         method is held weakly). Returns a function that stops the observation."""
         return self._selection.observe(callback)
 
+    def when_free(self, fn: Any) -> None:
+        """Call ``fn()`` now, or, when this thread holds this lens's computation (inside a widget's
+        click handler), as soon as that computation ends: for a widget that reacts to another by
+        running the model. Errors are logged, not raised."""
+        self._selection.later(fn, defer=self._owner == threading.get_ident())
+
     # ------------------------------------------------------------------ widgets
     def attention(self, prompt: str, **kwargs: Any) -> "AttentionGrid":
         """An :class:`~lenswidget.widgets.attention.AttentionGrid` of every head on ``prompt``."""
@@ -240,3 +247,11 @@ class Lens:
         from .widgets.logit_lens import LogitLensTable
 
         return LogitLensTable(self, prompt, **kwargs)
+
+    def workspace(self, clean: Any, corrupted: Any, answer: Any, wrong: Any, **kwargs: Any) -> "Workspace":
+        """A :class:`~lenswidget.widgets.workspace.Workspace`: the patching heatmap, the attention
+        grid and the logit-lens table (and the circuit graph) in one output, linked by
+        :attr:`selection`. Takes what :meth:`patching` takes (one pair or lists of them)."""
+        from .widgets.workspace import Workspace
+
+        return Workspace(self, clean, corrupted, answer, wrong, **kwargs)
