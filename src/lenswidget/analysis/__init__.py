@@ -48,6 +48,19 @@ _EXPORTS: dict[str, str] = {
     # hooks.py: TransformerLens hook names
     "act_name": "hooks",
     "head_label": "hooks",
+    # circuits.py: circuit discovery (edge attribution, exact edge patching, faithfulness)
+    "component_graph": "circuits",
+    "ComponentGraph": "circuits",
+    "edge_attribution": "circuits",
+    "EdgeScores": "circuits",
+    "circuit_metric": "circuits",
+    "patch_edge": "circuits",
+    "faithfulness_curve": "circuits",
+    "FaithfulnessCurve": "circuits",
+    "MIB_FRACTIONS": "circuits",
+    # promoted.py: what one component's output promotes / suppresses
+    "promoted_tokens": "promoted",
+    "PromotedTokens": "promoted",
 }
 
 __all__ = sorted(_EXPORTS)
