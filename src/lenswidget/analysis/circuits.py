@@ -36,10 +36,12 @@ from ..errors import InputError
 from . import _edge_patching as ep
 from ._circuit_graph import ComponentGraph, Reader, component_graph
 from .patching import Metric, TokensLike, check_inputs
+from .promoted import PromotedTokens, promoted_tokens
 
 __all__ = [
     "ComponentGraph", "Reader", "component_graph", "EdgeScores", "edge_attribution", "circuit_metric",
     "patch_edge", "faithfulness_curve", "FaithfulnessCurve", "METHODS", "MIB_FRACTIONS",
+    "promoted_tokens", "PromotedTokens",
 ]
 
 METHODS = ("eap", "eap-ig", "exact")

@@ -32,8 +32,8 @@ class PromotedTokens:
     Attributes:
         component: the node label; pos: the position (non-negative).
         promoted_ids, promoted_values: LongTensor [k], float32 [k], largest value first.
-        promoted: the k token strings; suppressed_ids / suppressed_values / suppressed likewise,
-            most negative first.
+        promoted: ``[(token, id, value), ...]`` the same k tokens as text; suppressed_ids /
+            suppressed_values / suppressed likewise, most negative first.
         values: float32 [d_vocab], the component's direct logit attribution to every token.
         attention: float32 [pos + 1] for a head: its attention from ``pos`` to each source
             position (``hook_pattern``); ``None`` otherwise. attended: ``[(src_pos, token,
@@ -45,10 +45,10 @@ class PromotedTokens:
     pos: int
     promoted_ids: torch.Tensor
     promoted_values: torch.Tensor
-    promoted: list[str]
+    promoted: list[tuple[str, int, float]]
     suppressed_ids: torch.Tensor
     suppressed_values: torch.Tensor
-    suppressed: list[str]
+    suppressed: list[tuple[str, int, float]]
     values: torch.Tensor
     attention: torch.Tensor | None
     attended: list[tuple[int, str, float]]
@@ -73,19 +73,30 @@ def _parse(model: Any, component: Any) -> tuple[str, int | None, int | None]:
     )
 
 
-def promoted_tokens(model: Any, tokens: Any, component: str, pos: int = -1, k: int = 10) -> PromotedTokens:
+def _rows(model: Any, ids: torch.Tensor, values: torch.Tensor) -> list[tuple[str, int, float]]:
+    return [(t, int(i), float(v)) for t, i, v in zip(str_tokens(model, ids), ids.tolist(), values.tolist())]
+
+
+def promoted_tokens(
+    model: Any, tokens: Any, component: str, pos: int = -1, k: int = 10, *, prompt: int = 0
+) -> PromotedTokens:
     """The ``k`` tokens whose logits ``component``'s output at ``pos`` raises most and lowers most
     (its centred direct logit attribution, see the module docstring), and for a head the source
     positions it attends to from ``pos``.
 
     Args:
-        model: a TransformerBridge in eval mode. tokens: one prompt, [pos] or [1, pos].
+        model: a TransformerBridge in eval mode. tokens: one prompt, [pos] or [1, pos], or a
+            batch [batch, pos] of which prompt ``prompt`` is read.
         component: ``"embed"``, ``"L{l}H{h}"`` or ``"mlp{l}"``. pos: negative counts from the end.
         k: how many tokens each way (1..d_vocab).
 
     Raises:
         InputError: an unknown component, a position or k out of range, bad tokens.
     """
+    if isinstance(tokens, torch.Tensor) and tokens.ndim == 2 and tokens.shape[0] > 1:
+        if isinstance(prompt, bool) or not isinstance(prompt, int) or not 0 <= prompt < tokens.shape[0]:
+            raise InputError(f"prompt must be an index in 0..{tokens.shape[0] - 1}, got {prompt!r}")
+        tokens = tokens[prompt]
     toks = check_tokens(model, tokens)
     kind, layer, head = _parse(model, component)
     p = check_pos(pos, int(toks.shape[0]))
@@ -122,8 +133,9 @@ def promoted_tokens(model: Any, tokens: Any, component: str, pos: int = -1, k: i
             attended = [(int(s), t, float(v)) for s, t, v in zip(src.tolist(), src_strs, w.tolist())]
     return PromotedTokens(
         component=str(component), pos=p,
-        promoted_ids=top.indices.cpu(), promoted_values=top.values.cpu(), promoted=str_tokens(model, top.indices),
+        promoted_ids=top.indices.cpu(), promoted_values=top.values.cpu(),
+        promoted=_rows(model, top.indices.cpu(), top.values.cpu()),
         suppressed_ids=bottom.indices.cpu(), suppressed_values=(-bottom.values).cpu(),
-        suppressed=str_tokens(model, bottom.indices),
+        suppressed=_rows(model, bottom.indices.cpu(), (-bottom.values).cpu()),
         values=values.cpu(), attention=attention, attended=attended, scale=float(scale),
     )
