@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from transformer_lens.ActivationCache import ActivationCache
 
     from .widgets.attention import AttentionGrid
+    from .widgets.circuit import CircuitGraph
     from .widgets.logit_lens import LogitLensTable
     from .widgets.patching import PatchingHeatmap
     from .widgets.workspace import Workspace
@@ -247,6 +248,13 @@ class Lens:
         from .widgets.logit_lens import LogitLensTable
 
         return LogitLensTable(self, prompt, **kwargs)
+
+    def circuit(self, clean: str, corrupted: str, answer: str, wrong: str, **kwargs: Any) -> "CircuitGraph":
+        """A :class:`~lenswidget.widgets.circuit.CircuitGraph`: the edges that carry answer − wrong
+        from the clean prompt into the corrupted run (EAP-IG), drawn as a clickable circuit."""
+        from .widgets.circuit import CircuitGraph
+
+        return CircuitGraph(self, clean, corrupted, answer, wrong, **kwargs)
 
     def workspace(self, clean: Any, corrupted: Any, answer: Any, wrong: Any, **kwargs: Any) -> "Workspace":
         """A :class:`~lenswidget.widgets.workspace.Workspace`: the patching heatmap, the attention

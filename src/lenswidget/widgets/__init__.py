@@ -2,7 +2,8 @@
 
 Each class mirrors one front-end module in ``js/``: ``attention.py`` ↔ ``js/attention.ts``
 (:class:`AttentionGrid`), ``patching.py`` ↔ ``js/patching.ts`` (:class:`PatchingHeatmap`),
-``logit_lens.py`` ↔ ``js/logit_lens.ts`` (:class:`LogitLensTable`). ``base.py`` holds the request
+``logit_lens.py`` ↔ ``js/logit_lens.ts`` (:class:`LogitLensTable`), ``circuit.py`` ↔ ``js/circuit.ts``
+(:class:`CircuitGraph`). ``base.py`` holds the request
 machinery they share.
 """
 
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 from .attention import AttentionGrid
 from .base import LensWidget, Request
+from .circuit import CircuitGraph
 from .logit_lens import LogitLensTable
 from .patching import PatchingHeatmap
 
-__all__ = ["AttentionGrid", "LensWidget", "LogitLensTable", "PatchingHeatmap", "Request"]
+__all__ = ["AttentionGrid", "CircuitGraph", "LensWidget", "LogitLensTable", "PatchingHeatmap", "Request"]
