@@ -16,7 +16,7 @@ import { CellPanel } from "./patching/cell";
 import type { SiteEntry, ViewMode } from "./patching/data";
 import { ResultMapCache, diffMasks, sweepCounts } from "./patching/data";
 import { heatmapsSVG } from "./patching/export";
-import { PairsList, inputArgs, parsePairs } from "./patching/pairs";
+import { PairsList, boxValue, inputArgs, parsePairs } from "./patching/pairs";
 import type { CellInfo } from "./patching/site";
 import { SiteCard } from "./patching/site";
 import { TopList, parseTop } from "./patching/top";
@@ -34,6 +34,12 @@ import { placeTooltip } from "./lib/tooltip";
 import type { AnyModel, RenderProps } from "./lib/types";
 import type { ExportItem } from "./lib/widget";
 import { createWidget, progressBar, svgBlob } from "./lib/widget";
+
+/** How many prompts the clean box holds (one per line). */
+function parsePairsCount(text: string): number {
+  const v = boxValue(text);
+  return Array.isArray(v) ? v.length : 1;
+}
 
 export const DIRECTIONS: Array<[string, string]> = [
   ["denoise", "denoise: clean → corrupted run"],
@@ -226,14 +232,16 @@ export function render({ model, el }: RenderProps): () => void {
 
   /** Show the two tokenizations of rejected prompts (different lengths), or hide them. */
   function showRejected(details: unknown): void {
-    const d = details as { clean_tokens?: unknown; corrupted_tokens?: unknown } | null;
+    const d = details as { clean_tokens?: unknown; corrupted_tokens?: unknown; pair?: unknown } | null;
     if (!d || !Array.isArray(d.clean_tokens) || !Array.isArray(d.corrupted_tokens)) {
       rejected.hidden = true;
       return;
     }
     const a = strings(d.clean_tokens);
     const b = strings(d.corrupted_tokens);
-    rejTitle.textContent = `Not applied: the prompts tokenize to ${a.length} and ${b.length} tokens; patching needs the same number.`;
+    const pair = typeof d.pair === "number" && parsePairsCount(cleanIn.value) > 1 ? ` in pair ${d.pair + 1}` : "";
+    rejTitle.textContent = `Not applied: the prompts${pair} tokenize to ${a.length} and ${b.length} tokens; patching needs the same number.`;
+    rejected.dataset.pair = typeof d.pair === "number" ? String(d.pair) : "";
     rejClean.setTokens(a);
     rejCorr.setTokens(b);
     const [ma, mb] = diffMasks(a, b);
