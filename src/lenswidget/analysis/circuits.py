@@ -235,6 +235,7 @@ class FaithfulnessCurve:
         m_full, m_empty: the clean and the corrupted metric.
         auc, auc_random: area under each curve over the fractions (trapezoids, divided by the
             range of fractions covered; 1 = faithful at every size).
+        random_edges: the edge indices (LongTensor, CPU) of each random set.
     """
 
     fractions: list[float]
@@ -247,6 +248,7 @@ class FaithfulnessCurve:
     m_empty: float
     auc: float
     auc_random: float
+    random_edges: list[torch.Tensor] = field(default_factory=list, repr=False)
 
 
 def _auc(x: list[float], y: torch.Tensor) -> float:
@@ -288,9 +290,11 @@ def faithfulness_curve(
     order = scores.order().to("cpu")
     gen = torch.Generator().manual_seed(int(seed))
     masks = torch.zeros(2 * len(sizes), g.n_edges, dtype=torch.bool)
+    random_edges = []
     for i, s in enumerate(sizes):
         masks[i, order[:s]] = True
-        masks[len(sizes) + i, torch.randperm(g.n_edges, generator=gen)[:s]] = True
+        random_edges.append(torch.randperm(g.n_edges, generator=gen)[:s].sort().values)
+        masks[len(sizes) + i, random_edges[-1]] = True
     full = masks.all(1)
     values = torch.full((masks.shape[0],), runs.m_clean, dtype=torch.float64)
     if bool((~full).any()):
@@ -300,5 +304,5 @@ def faithfulness_curve(
     return FaithfulnessCurve(
         fractions=fr, sizes=sizes, faithfulness=norm[:k], random=norm[k:], metric=values[:k],
         metric_random=values[k:], m_full=runs.m_clean, m_empty=runs.m_corr,
-        auc=_auc(fr, norm[:k]), auc_random=_auc(fr, norm[k:]),
+        auc=_auc(fr, norm[:k]), auc_random=_auc(fr, norm[k:]), random_edges=random_edges,
     )
