@@ -61,6 +61,18 @@ _EXPORTS: dict[str, str] = {
     # promoted.py: what one component's output promotes / suppresses
     "promoted_tokens": "promoted",
     "PromotedTokens": "promoted",
+    # weights.py: circuits read from the weights (composition, OV / QK circuits, copying)
+    "composition_scores": "weights",
+    "all_composition_scores": "weights",
+    "Composition": "weights",
+    "random_baseline": "weights",
+    "copying_scores": "weights",
+    "ov_eigenvalues": "weights",
+    "ov_circuit": "weights",
+    "qk_circuit": "weights",
+    "direct_path": "weights",
+    "TokenTable": "weights",
+    "head_weights": "weights",
 }
 
 __all__ = sorted(_EXPORTS)
