@@ -11,8 +11,6 @@ the model with exactly that patch and shows each pair's value.
 
 from __future__ import annotations
 
-import dataclasses
-import re
 import threading
 from typing import Any, Callable
 
@@ -20,7 +18,6 @@ import torch
 import traitlets
 
 from ..analysis.attribution import attribution_patching
-from ..analysis.components import top_components
 from ..analysis.hooks import act_name, head_label
 from ..analysis.metrics import logit_diff_metric, normalized_metric
 from ..analysis._patching_sites import n_heads_for
@@ -30,6 +27,16 @@ from ..encode import encode_tensor
 from ..errors import InputError, LensError
 from ..session import Lens
 from ._pairs import PromptPairs, Texts, pair_rows, parse_pairs
+from ._patching_results import (
+    convert,
+    convert_cell,
+    entry,
+    metric_map,
+    per_prompt,
+    selection_label,
+    top_rows,
+    value_at,
+)
 from .base import LensWidget, Progress, Request, bundle, log
 
 #: shown by default, where the model has them
@@ -267,7 +274,7 @@ class PatchingHeatmap(LensWidget):
             site: attribution_patching(self.lens.model, clean, corrupted, metric, site=site, direction=direction)
             for site in sites
         }
-        return results, {site: _entry(r) for site, r in results.items()}
+        return results, {site: entry(r) for site, r in results.items()}
 
     def _set_sites(self, sites: list) -> None:
         sites = self._check_sites(sites)
@@ -322,29 +329,16 @@ class PatchingHeatmap(LensWidget):
             self._publish_top()
 
     def _convert_metric(self, new: str) -> None:
-        """Every value from the other metric into ``new``: ``recovery = (ld - corrupted) / (clean -
-        corrupted)`` with the dataset's mean logit differences."""
+        """Every value from the other metric into ``new`` (an affine map; no rerun)."""
         self._metric(new)  # raises "the metric has no range" before anything changes
-        a, b = self._raw_corrupted, self._raw_clean - self._raw_corrupted
-        f: Callable[[Any], Any] = (lambda v: (v - a) / b) if new == "normalized" else (lambda v: a + b * v)
-
-        def conv(r: PatchResult) -> PatchResult:
-            return dataclasses.replace(
-                r, values=f(r.values.double()).float(), clean_value=float(f(r.clean_value)),
-                corrupted_value=float(f(r.corrupted_value)),
-            )
-
-        self.exact_results = {s: conv(r) for s, r in self.exact_results.items()}
-        self.attribution_results = {s: conv(r) for s, r in self.attribution_results.items()}
-        cell = dict(self.cell_result)
-        for key in ("value", "clean_value", "corrupted_value", "exact", "attribution"):
-            if cell.get(key) is not None:
-                cell[key] = float(f(cell[key]))
+        f = metric_map(new, self._raw_clean, self._raw_corrupted)
+        self.exact_results = {s: convert(r, f) for s, r in self.exact_results.items()}
+        self.attribution_results = {s: convert(r, f) for s, r in self.attribution_results.items()}
         with self.hold_sync():
             self.clean_value, self.corrupted_value = float(f(self.clean_value)), float(f(self.corrupted_value))
-            self.exact = {s: _entry(r) for s, r in self.exact_results.items()}
-            self.attribution = {s: _entry(r) for s, r in self.attribution_results.items()}
-            self.cell_result = cell
+            self.exact = {s: entry(r) for s, r in self.exact_results.items()}
+            self.attribution = {s: entry(r) for s, r in self.attribution_results.items()}
+            self.cell_result = convert_cell(self.cell_result, f)
             self._publish_top()
 
     def _sweep(
@@ -373,7 +367,7 @@ class PatchingHeatmap(LensWidget):
                 )
                 results[site] = result
                 self.exact_results[site] = result
-                exact[site] = _entry(result)
+                exact[site] = entry(result)
                 self.exact = dict(exact)
                 self._publish_top()
                 if result.partial:
@@ -406,8 +400,8 @@ class PatchingHeatmap(LensWidget):
             "value": float(one.value),
             "clean_value": float(self.clean_value),
             "corrupted_value": float(self.corrupted_value),
-            "exact": _value_at(self.exact_results.get(site), one.index),
-            "attribution": _value_at(self.attribution_results.get(site), one.index),
+            "exact": value_at(self.exact_results.get(site), one.index),
+            "attribution": value_at(self.attribution_results.get(site), one.index),
             "top_before": top_tokens(model, before[0, -1]),
             "top_after": top_tokens(model, one.logits[0, -1]),
         }
@@ -421,37 +415,19 @@ class PatchingHeatmap(LensWidget):
                 "layer": layer, "head": head, "label": head_label(layer, head), "tokens": list(self.clean_tokens),
                 "clean_pattern": pats[0], "corrupted_pattern": pats[1], "shape": [len(self.clean_tokens)] * 2,
             }
-        cell["per_prompt"] = self._per_prompt(one.logits)
+        assert self._pairs is not None
+        cell["per_prompt"] = per_prompt(self._pairs.answer_ids, self._pairs.wrong_ids, self.pairs, one.logits)
         with self.hold_sync():
             self.selected = {"site": site, "index": cell["index"]}
             self.cell_result = cell
         self._select(site, one.index, result_for_labels)
         return cell
 
-    def _per_prompt(self, logits: torch.Tensor) -> dict:
-        """Each pair's logit difference on the patched run (``logits`` [n_pairs, pos, vocab]), on
-        its clean and corrupted runs, and its own recovery (None where its two runs are equal)."""
-        p = self._pairs
-        assert p is not None
-        with torch.inference_mode():
-            patched = logit_diff_metric(p.answer_ids, p.wrong_ids).per_prompt(logits).tolist()
-        clean = [row["clean_logit_diff"] for row in self.pairs]
-        corrupted = [row["corrupted_logit_diff"] for row in self.pairs]
-        recovery = [None if c == x else float((v - x) / (c - x)) for v, c, x in zip(patched, clean, corrupted)]
-        return {"logit_diff": [float(v) for v in patched], "clean_logit_diff": clean,
-                "corrupted_logit_diff": corrupted, "recovery": recovery}
-
     def _select(self, site: str, index: tuple[int, ...], result: PatchResult | None) -> None:
-        """A head (``L9H9`` / ``L9KV1``), MLP (``mlp9``) or attention layer (``attn9``) cell becomes
-        the lens's selection, picked on the first clean prompt; other sites select nothing."""
-        dims, act = SITES[site].dims, SITES[site].act
-        layer = int(index[dims.index("layer")])
-        if "head" in dims:
-            h = int(index[dims.index("head")])
-            label = result.head_labels[layer][h] if result and result.head_labels else head_label(layer, h)
-        elif act in ("mlp_out", "attn_out"):
-            label = f"{'mlp' if act == 'mlp_out' else 'attn'}{layer}"
-        else:
+        """A head, MLP or attention-layer cell becomes the lens's selection, picked on the first
+        clean prompt; residual-stream cells select nothing."""
+        label = selection_label(site, index, result)
+        if label is None:
             return
         try:
             self.lens.select(label, self._pairs.clean[0] if self._pairs else None, source=self)
@@ -464,19 +440,7 @@ class PatchingHeatmap(LensWidget):
         exact, attr = self.exact_results.get(site), self.attribution_results.get(site)
         if exact is None and attr is None:
             raise InputError(f"Site {site!r} is not shown, so it has no values: hm.set_sites([..., {site!r}]) first.")
-        done = None
-        result = exact if exact is not None else attr
-        if exact is not None and attr is not None and exact.done_mask is not None and not bool(exact.done_mask.all()):
-            done = exact.done_mask
-            result = dataclasses.replace(exact, values=torch.where(done, exact.values, attr.values))
-        elif exact is None:
-            done = torch.zeros(attr.values.shape, dtype=torch.bool)
-        rows = top_components(result, k)
-        a, b = self._raw_corrupted, self._raw_clean - self._raw_corrupted
-        for row in rows:
-            row["logit_diff"] = float(a + b * row["recovery"])
-            row["source"] = "exact" if done is None or bool(done[tuple(row["index"])]) else "attribution"
-        return rows
+        return top_rows(exact, attr, k, self._raw_clean, self._raw_corrupted)
 
     def _publish_top(self) -> None:
         """The ``top_components`` trait: :meth:`top` of every site shown, ``top_k`` rows each."""
@@ -488,23 +452,3 @@ class PatchingHeatmap(LensWidget):
                 continue
         self.top_components = out
 
-
-def _entry(result: PatchResult) -> dict:
-    """One site's result map entry (docs/protocol.md): float32 values plus what labels them."""
-    data, _meta = encode_tensor(result.values, "f32")
-    done = int(result.done_mask.sum()) if result.done_mask is not None else result.values.numel()
-    entry = {
-        "data": data, "shape": list(result.values.shape), "dims": list(result.dims), "hook": result.hook,
-        "partial": bool(result.partial), "done": done, "total": int(result.values.numel()), "method": result.method,
-    }
-    if result.head_labels and "head" in result.dims:
-        # "H{h}", or "KV{g}" for the key/value groups of a grouped-query model's k/v sites
-        entry["labels"] = {"head": [re.sub(r"^L\d+", "", label) for label in result.head_labels[0]]}
-    return entry
-
-
-def _value_at(result: PatchResult | None, index: tuple[int, ...]) -> float | None:
-    if result is None:
-        return None
-    value = float(result.values[tuple(index)])
-    return None if value != value else value
