@@ -237,8 +237,12 @@ class Lens:
 
         return AttentionGrid(self, prompt, **kwargs)
 
-    def patching(self, clean: str, corrupted: str, answer: str, wrong: str, **kwargs: Any) -> "PatchingHeatmap":
-        """A :class:`~lenswidget.widgets.patching.PatchingHeatmap` for a clean/corrupted prompt pair."""
+    def patching(
+        self, clean: str | list[str], corrupted: str | list[str], answer: str | list[str], wrong: str | list[str],
+        **kwargs: Any,
+    ) -> "PatchingHeatmap":
+        """A :class:`~lenswidget.widgets.patching.PatchingHeatmap` for a clean/corrupted prompt pair, or
+        a dataset of pairs (lists; ``answer`` / ``wrong`` one for all pairs or one per pair)."""
         from .widgets.patching import PatchingHeatmap
 
         return PatchingHeatmap(self, clean, corrupted, answer, wrong, **kwargs)
