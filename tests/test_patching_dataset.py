@@ -217,3 +217,17 @@ def test_pair_of_different_lengths_is_named_with_both_tokenizations(hm):
         hm.set_inputs(CLEAN[:3] + ["red " + CLEAN[3]], CORRUPT[:3] + ["red " + CORRUPT[3]], ANSWERS, WRONGS)
     assert err.value.details["lengths"] == [12, 12, 12, 13] and err.value.details["pair"] == 3
     assert len(hm.pairs) == 4 and hm.clean_prompt == "\n".join(CLEAN)
+
+
+def test_top_components_when_noising_rank_by_distance_from_the_clean_run(toy_lens, ref):
+    from lenswidget.analysis import patch_sweep, top_components
+
+    ids = [toy_lens.token_id(a) for a in ANSWERS], [toy_lens.token_id(w) for w in WRONGS]
+    res = patch_sweep(toy_lens.model, ref["clean"], ref["corrupt"], logit_diff_metric(*ids),
+                      site="attn_head_out_all_pos", direction="noise")
+    rec = (res.values - ref["ld_corrupt"]) / (ref["ld_clean"] - ref["ld_corrupt"])  # TL-independent by hand
+    effect = sorted(((abs(float(rec[l, h]) - 1), f"L{l}H{h}") for l in range(2) for h in range(rec.shape[1])), reverse=True)
+    rows = top_components(res, k=3)
+    assert [r["label"] for r in rows] == [e[1] for e in effect[:3]]
+    assert effect[0][0] > 0.2  # noising the strongest head takes a real share of the answer away
+    assert rows[0]["hook"] == f"blocks.{rows[0]['index'][0]}.attn.hook_z"

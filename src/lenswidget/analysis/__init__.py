@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "logit_diff_metric": "metrics",
     "answer_prob_metric": "metrics",
     "normalized_metric": "metrics",
+    "top_components": "components",
     # readout.py (the logit lens) / dla.py
     "logit_lens": "readout",
     "LogitLensResult": "readout",
