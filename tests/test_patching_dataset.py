@@ -231,3 +231,35 @@ def test_top_components_when_noising_rank_by_distance_from_the_clean_run(toy_len
     assert [r["label"] for r in rows] == [e[1] for e in effect[:3]]
     assert effect[0][0] > 0.2  # noising the strongest head takes a real share of the answer away
     assert rows[0]["hook"] == f"blocks.{rows[0]['index'][0]}.attn.hook_z"
+
+
+def test_grouped_query_model_dataset_equals_transformer_lens():
+    """A random Llama (4 query heads sharing 2 key/value heads), 2 pairs with their own answers."""
+    from lenswidget import Lens, models
+
+    lens = Lens(models.random_hf("llama", seed=0))
+    clean = ["red fish blue tree king ship red fish", "dog cat sun sea hat box dog cat"]
+    corrupt = ["red fish blue tree king moon red fish", "dog cat sun sea hat cup dog cat"]
+    hm = lens.patching(clean, corrupt, [" blue", " sun"], [" tree", " sea"], sites=["attn_head_v_all_pos", "resid_pre"])
+    hm.sweep()
+    toks = [torch.cat([lens.tokenize(p) for p in ps]) for ps in (clean, corrupt)]
+    ans = torch.tensor([lens.token_id(" blue"), lens.token_id(" sun")])
+    wrong = torch.tensor([lens.token_id(" tree"), lens.token_id(" sea")])
+
+    def ld(logits):
+        return (logits[[0, 1], -1, ans] - logits[[0, 1], -1, wrong]).mean()
+
+    with torch.no_grad():
+        _, cache = lens.model.run_with_cache(toks[0])
+        lo, hi = float(ld(lens.model(toks[1]))), float(ld(lens.model(toks[0])))
+    for site in ("attn_head_v_all_pos", "resid_pre"):
+        want = getattr(tl_patching, f"get_act_patch_{site}")(lens.model, toks[1], cache, ld).detach()
+        want = (want - lo) / (hi - lo)
+        np.testing.assert_allclose(_values(hm.exact[site]), want.numpy(), atol=1e-3)
+        assert float(want.abs().max()) > 0.25
+    assert hm.top("attn_head_v_all_pos", 1)[0]["label"].split("KV")[0].startswith("L")  # named by group
+    # a residual-stream cell names no component: the lens's selection stays as it was
+    hm.patch("attn_head_v_all_pos", hm.top("attn_head_v_all_pos", 1)[0]["index"])
+    before = lens.selection
+    hm.patch("resid_pre", [0, 5])
+    assert lens.selection == before and "KV" in before.label
