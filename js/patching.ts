@@ -16,7 +16,8 @@ import { CellPanel } from "./patching/cell";
 import type { SiteEntry, ViewMode } from "./patching/data";
 import { ResultMapCache, diffMasks, sweepCounts } from "./patching/data";
 import { heatmapsSVG } from "./patching/export";
-import { PairsList, boxValue, inputArgs, parsePairs } from "./patching/pairs";
+import { InputBox, RejectedPanel, markDiff } from "./patching/inputs";
+import { PairsList, parsePairs } from "./patching/pairs";
 import type { CellInfo } from "./patching/site";
 import { SiteCard } from "./patching/site";
 import { TopList, parseTop } from "./patching/top";
@@ -24,7 +25,6 @@ import { button, h } from "./lib/dom";
 import { fmt3 } from "./lib/format";
 import type { Cell } from "./lib/heatmap";
 import { cellRect } from "./lib/heatmap";
-import { onSubmitKey, syncInput } from "./lib/inputs";
 import { numberOr, strings } from "./lib/json";
 import { asRequestError } from "./lib/protocol";
 import { svgToPNG } from "./lib/raster";
@@ -34,12 +34,6 @@ import { placeTooltip } from "./lib/tooltip";
 import type { AnyModel, RenderProps } from "./lib/types";
 import type { ExportItem } from "./lib/widget";
 import { createWidget, progressBar, svgBlob } from "./lib/widget";
-
-/** How many prompts the clean box holds (one per line). */
-function parsePairsCount(text: string): number {
-  const v = boxValue(text);
-  return Array.isArray(v) ? v.length : 1;
-}
 
 export const DIRECTIONS: Array<[string, string]> = [
   ["denoise", "denoise: clean → corrupted run"],
@@ -81,19 +75,7 @@ export function render({ model, el }: RenderProps): () => void {
   const win = doc.defaultView;
 
   // ---- header ---------------------------------------------------------------------------------
-  const textarea = (testid: string, label: string) =>
-    h("textarea", { class: "lw-prompt", testid, attrs: { rows: "2", spellcheck: "false", "aria-label": label, placeholder: `${label} (Ctrl+Enter applies)` } });
-  const cleanIn = textarea("lw-clean", "Clean prompt");
-  const corrIn = textarea("lw-corrupted", "Corrupted prompt");
-  // One answer for all pairs, or one per line (Shift+Enter adds a line; Enter applies).
-  const answerBox = (testid: string, label: string, placeholder: string) =>
-    h("textarea", { class: "lw-input lw-pt-answers", testid, attrs: { rows: "1", spellcheck: "false", "aria-label": label, placeholder } });
-  const answerIn = answerBox("lw-answer", "Answer", "answer, e.g. ␣Paris");
-  const wrongIn = answerBox("lw-wrong", "Wrong answer", "wrong, e.g. ␣Rome");
-  answerIn.title = wrongIn.title = "One token (a leading space is part of it); for a dataset, one for all pairs or one per line (Shift+Enter)";
-  cleanIn.title = corrIn.title = "One prompt, or one prompt per line for a dataset of pairs (line i of both boxes is pair i)";
-  const applyBtn = button("Apply", "lw-apply", "lw-btn lw-btn-primary");
-  applyBtn.title = "Tokenize both prompts and compute the metric and the attribution preview (Ctrl/Cmd+Enter)";
+  const box = new InputBox(w, () => void apply());
 
   const direction = h("select", { class: "lw-select", testid: "lw-direction", attrs: { "aria-label": "Patching direction" } });
   for (const [v, label] of DIRECTIONS) direction.appendChild(h("option", { text: label, attrs: { value: v } }));
@@ -122,15 +104,8 @@ export function render({ model, el }: RenderProps): () => void {
   let cancellingSweep = false;
 
   w.header.append(
-    h("div", { class: "lw-pt-inputs" }, [
-      h("label", { class: "lw-pt-input" }, [h("span", { class: "lw-pt-input-label", text: "clean" }), cleanIn]),
-      h("label", { class: "lw-pt-input" }, [h("span", { class: "lw-pt-input-label", text: "corrupted" }), corrIn]),
-    ]),
-    h("div", { class: "lw-controls" }, [
-      h("label", { class: "lw-field" }, [h("span", { text: "answer" }), answerIn]),
-      h("label", { class: "lw-field" }, [h("span", { text: "wrong" }), wrongIn]),
-      applyBtn,
-    ]),
+    box.promptsEl,
+    box.answersEl,
     h("div", { class: "lw-controls" }, [
       h("label", { class: "lw-field" }, [h("span", { text: "direction" }), direction]),
       h("label", { class: "lw-field" }, [h("span", { text: "metric" }), metric]),
@@ -164,15 +139,7 @@ export function render({ model, el }: RenderProps): () => void {
   const cleanStrip = new TokenStrip({ layout: "flow", testid: "lw-clean-tokens", itemTestid: "lw-clean-token", onHover: markPos });
   const corrStrip = new TokenStrip({ layout: "flow", testid: "lw-corrupted-tokens", itemTestid: "lw-corrupted-token", onHover: markPos });
   const diffCount = h("span", { class: "lw-summary", testid: "lw-diff-count" });
-  const rejClean = new TokenStrip({ layout: "flow", testid: "lw-rejected-clean", itemTestid: "lw-rejected-token" });
-  const rejCorr = new TokenStrip({ layout: "flow", testid: "lw-rejected-corrupted", itemTestid: "lw-rejected-token" });
-  const rejTitle = h("div", { class: "lw-pt-rejected-title" });
-  const rejected = h("div", { class: "lw-pt-rejected", testid: "lw-rejected" }, [
-    rejTitle,
-    h("div", { class: "lw-pt-token-row" }, [h("span", { class: "lw-pt-input-label", text: "clean" }), rejClean.el]),
-    h("div", { class: "lw-pt-token-row" }, [h("span", { class: "lw-pt-input-label", text: "corrupted" }), rejCorr.el]),
-  ]);
-  rejected.hidden = true;
+  const rejected = new RejectedPanel();
   const tokensBox = h("div", { class: "lw-pt-tokens", testid: "lw-tokenizations" }, [
     h("div", { class: "lw-pt-token-row" }, [h("span", { class: "lw-pt-input-label", text: "clean" }), cleanStrip.el]),
     h("div", { class: "lw-pt-token-row" }, [h("span", { class: "lw-pt-input-label", text: "corrupted" }), corrStrip.el]),
@@ -190,7 +157,7 @@ export function render({ model, el }: RenderProps): () => void {
   w.body.append(
     h("div", { class: "lw-pt-top" }, [summary, tokensBox]),
     pairsList.el,
-    rejected,
+    rejected.el,
     h("div", { class: "lw-main lw-pt-main" }, [mapsEl, cellPanel.el]),
   );
 
@@ -217,7 +184,7 @@ export function render({ model, el }: RenderProps): () => void {
 
   // ---- actions ----------------------------------------------------------------------------------
   async function apply(): Promise<void> {
-    const args = inputArgs(cleanIn.value, corrIn.value, answerIn.value, wrongIn.value);
+    const args = box.args();
     w.showError(null);
     showRejected(null);
     try {
@@ -230,34 +197,8 @@ export function render({ model, el }: RenderProps): () => void {
     }
   }
 
-  /** Show the two tokenizations of rejected prompts (different lengths), or hide them. */
   function showRejected(details: unknown): void {
-    const d = details as { clean_tokens?: unknown; corrupted_tokens?: unknown; pair?: unknown } | null;
-    if (!d || !Array.isArray(d.clean_tokens) || !Array.isArray(d.corrupted_tokens)) {
-      rejected.hidden = true;
-      return;
-    }
-    const a = strings(d.clean_tokens);
-    const b = strings(d.corrupted_tokens);
-    const pair = typeof d.pair === "number" && parsePairsCount(cleanIn.value) > 1 ? ` in pair ${d.pair + 1}` : "";
-    rejTitle.textContent = `Not applied: the prompts${pair} tokenize to ${a.length} and ${b.length} tokens; patching needs the same number.`;
-    rejected.dataset.pair = typeof d.pair === "number" ? String(d.pair) : "";
-    rejClean.setTokens(a);
-    rejCorr.setTokens(b);
-    const [ma, mb] = diffMasks(a, b);
-    markDiff(rejClean, ma);
-    markDiff(rejCorr, mb);
-    rejected.hidden = false;
-  }
-
-  function markDiff(strip: TokenStrip, mask: boolean[]): void {
-    mask.forEach((m, i) => {
-      const item = strip.item(i);
-      if (!item) return;
-      item.classList.toggle("lw-pt-diff", m);
-      if (m) item.dataset.diff = "true";
-      else delete item.dataset.diff;
-    });
+    rejected.show(details, box.pairCount() > 1);
   }
 
   function setSites(list: string[]): void {
@@ -277,20 +218,6 @@ export function render({ model, el }: RenderProps): () => void {
     void w.request("patch", { site, index });
   }
 
-  w.listen(applyBtn, "click", () => void apply());
-  for (const t of [cleanIn, corrIn, answerIn, wrongIn]) onSubmitKey(w, t, () => void apply());
-  for (const t of [answerIn, wrongIn]) {
-    w.listen(t, "keydown", (ev) => {
-      if (ev.key === "Enter" && !ev.shiftKey && !ev.ctrlKey && !ev.metaKey) {
-        ev.preventDefault();
-        void apply();
-      }
-    });
-    w.listen(t, "input", () => fitRows(t));
-  }
-  function fitRows(t: HTMLTextAreaElement): void {
-    t.rows = Math.max(1, Math.min(8, t.value.split("\n").length));
-  }
   w.listen(direction, "change", () => {
     model.set("direction", direction.value);
     model.save_changes();
@@ -373,11 +300,7 @@ export function render({ model, el }: RenderProps): () => void {
   }
 
   function renderInputs(): void {
-    const set = (t: HTMLTextAreaElement | HTMLInputElement, name: string) => syncInput(t, String(model.get(name) ?? ""));
-    set(cleanIn, "clean_prompt");
-    set(corrIn, "corrupted_prompt");
-    set(answerIn, "answer");
-    set(wrongIn, "wrong");
+    box.sync(model);
     const selectValue = (s: HTMLSelectElement, v: string, opts: Array<[string, string]>) => {
       if (v && !opts.some(([o]) => o === v) && ![...s.options].some((o) => o.value === v)) s.appendChild(h("option", { text: v, attrs: { value: v } }));
       if (v) s.value = v;
@@ -387,8 +310,6 @@ export function render({ model, el }: RenderProps): () => void {
     selectValue(metric, m, METRICS);
     metricToggle.textContent = otherMetric(m).text;
     metricToggle.dataset.metric = m;
-    fitRows(answerIn);
-    fitRows(wrongIn);
   }
 
   function renderSitesMenu(): void {
@@ -657,7 +578,8 @@ export function render({ model, el }: RenderProps): () => void {
     tops.forEach((t) => t.destroy());
     tops.clear();
     cellPanel.destroy();
-    for (const s of [cleanStrip, corrStrip, rejClean, rejCorr]) s.destroy();
+    for (const s of [cleanStrip, corrStrip]) s.destroy();
+    rejected.destroy();
     w.dispose();
   };
 }

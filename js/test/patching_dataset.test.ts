@@ -48,6 +48,27 @@ describe("Apply box: one pair per line", () => {
   });
 });
 
+describe("a rejected pair", () => {
+  it("names the pair and shows both tokenizations", async () => {
+    const m = new FakeModel(traits());
+    mount(m);
+    tid<HTMLTextAreaElement>("lw-clean")!.value = "a b\nc d\ne f";
+    tid<HTMLTextAreaElement>("lw-corrupted")!.value = "a x\nc y\ne f g";
+    tid("lw-apply")!.click();
+    const id = last(m.requests()).id;
+    const details = { pair: 2, clean_tokens: ["<bos>", "e", "f"], corrupted_tokens: ["<bos>", "e", "f", "g"] };
+    m.receive({ type: "reply", id, ok: false, error: { kind: "input", message: "In pair 3, the clean prompt is 3 tokens", details } });
+    await tick();
+    const panel = tid("lw-rejected")!;
+    expect(panel.hidden).toBe(false);
+    expect(panel.dataset.pair).toBe("2");
+    expect(panel.textContent).toContain("the prompts in pair 3 tokenize to 3 and 4 tokens");
+    expect(tid("lw-rejected-corrupted")!.querySelectorAll('[data-testid="lw-rejected-token"]').length).toBe(4);
+    expect(tid("lw-rejected-clean")!.querySelectorAll('[data-testid="lw-rejected-token"]').length).toBe(3);
+    expect(tid("lw-rejected-corrupted")!.querySelectorAll('[data-diff="true"]').length).toBe(1);
+  });
+});
+
 describe("pairs list and per-pair values", () => {
   it("lists 2+ pairs as text (never HTML) with each pair's logit differences; hides one pair", async () => {
     const m = new FakeModel(traits({ pairs: PAIRS.slice(0, 1) }));
