@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .widgets.circuit import CircuitGraph
     from .widgets.logit_lens import LogitLensTable
     from .widgets.patching import PatchingHeatmap
+    from .widgets.weights import WeightsView
     from .widgets.workspace import Workspace
 
 
@@ -267,3 +268,10 @@ class Lens:
         from .widgets.workspace import Workspace
 
         return Workspace(self, clean, corrupted, answer, wrong, **kwargs)
+
+    def weights(self, prompt: str, **kwargs: Any) -> "WeightsView":
+        """A :class:`~lenswidget.widgets.weights.WeightsView`: composition scores between heads
+        and copying scores read from the weights; the pair and head panels show ``prompt``."""
+        from .widgets.weights import WeightsView
+
+        return WeightsView(self, prompt, **kwargs)

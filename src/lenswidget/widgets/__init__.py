@@ -3,7 +3,7 @@
 Each class mirrors one front-end module in ``js/``: ``attention.py`` ↔ ``js/attention.ts``
 (:class:`AttentionGrid`), ``patching.py`` ↔ ``js/patching.ts`` (:class:`PatchingHeatmap`),
 ``logit_lens.py`` ↔ ``js/logit_lens.ts`` (:class:`LogitLensTable`), ``circuit.py`` ↔ ``js/circuit.ts``
-(:class:`CircuitGraph`). ``base.py`` holds the request
+(:class:`CircuitGraph`), ``weights.py`` ↔ ``js/weights.ts`` (:class:`WeightsView`). ``base.py`` holds the request
 machinery they share.
 """
 
@@ -14,5 +14,6 @@ from .base import LensWidget, Request
 from .circuit import CircuitGraph
 from .logit_lens import LogitLensTable
 from .patching import PatchingHeatmap
+from .weights import WeightsView
 
-__all__ = ["AttentionGrid", "CircuitGraph", "LensWidget", "LogitLensTable", "PatchingHeatmap", "Request"]
+__all__ = ["AttentionGrid", "CircuitGraph", "LensWidget", "LogitLensTable", "PatchingHeatmap", "Request", "WeightsView"]
