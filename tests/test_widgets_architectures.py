@@ -33,7 +33,7 @@ def test_attention_grid(lens):
 
 
 def test_patching_heatmap(lens):
-    hm = lens.patching(CLEAN, CORRUPT, "ship", "moon", sites=["resid_pre", "attn_head_out_all_pos"])
+    hm = lens.patching(CLEAN, CORRUPT, "ship", "moon", sites=["resid_pre", "attn_head_out_all_pos"], metric="logit_diff")
     hm.sweep()
     metric = logit_diff_metric([lens.token_id("ship")], [lens.token_id("moon")])
     _, clean_cache = lens.model.run_with_cache(lens.tokenize(CLEAN))
