@@ -15,5 +15,6 @@ from .circuit import CircuitGraph
 from .logit_lens import LogitLensTable
 from .patching import PatchingHeatmap
 from .weights import WeightsView
+from .workspace import Workspace
 
-__all__ = ["AttentionGrid", "CircuitGraph", "LensWidget", "LogitLensTable", "PatchingHeatmap", "Request", "WeightsView"]
+__all__ = ["AttentionGrid", "CircuitGraph", "LensWidget", "LogitLensTable", "PatchingHeatmap", "Request", "WeightsView", "Workspace"]
