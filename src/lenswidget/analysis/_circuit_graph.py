@@ -223,3 +223,62 @@ def component_graph(model: Any) -> ComponentGraph:
         _edge_index={e: i for i, e in enumerate(edges)},
         _node_index={n: i for i, n in enumerate(nodes)},
     )
+
+
+def prune_to_paths(graph: ComponentGraph, masks: torch.Tensor) -> torch.Tensor:
+    """``masks`` [R, n_edges] (bool) restricted to edges on a path ``embed -> ... -> logits``
+    inside each row's set.
+
+    In a circuit evaluation (``mode="circuit"``) nothing else matters: a node none of whose
+    inputs carries a changed value computes its corrupted output, so an edge out of it carries the
+    corrupted value whether or not it is in the set; and a node from which no edge of the set
+    leads on to ``logits`` changes nothing the metric reads. Pruning leaves the metric unchanged
+    and lets an evaluation skip rows with no path at all and layers before the first kept edge.
+    """
+    R = masks.shape[0]
+    m = masks.to("cpu", torch.bool)
+    n_w = len(graph.writers)
+    per = graph.n_heads + (1 if graph.has_mlp else 0)
+    ratio = graph.n_heads // graph.n_kv_heads
+    spans = {}
+    for i, r in enumerate(graph.readers):
+        spans.setdefault((r.layer, r.kind), []).append(i)
+
+    def edges_of(layer: int, kind: str) -> torch.Tensor:
+        rs = spans[(layer, kind)]
+        return torch.stack([torch.arange(graph.readers[i].start, graph.readers[i].start + graph.readers[i].n_up) for i in rs])
+
+    live = torch.zeros(R, n_w, dtype=torch.bool)
+    live[:, 0] = True
+    for l in range(graph.n_layers):
+        head0 = 1 + l * per
+        hit = {}
+        for kind in ("q", "k", "v"):
+            e = edges_of(l, kind)
+            hit[kind] = (m[:, e] & live[:, None, : e.shape[1]]).any(-1)  # [R, count]
+        group = torch.arange(graph.n_heads) // ratio
+        live[:, head0 : head0 + graph.n_heads] = hit["q"] | hit["k"][:, group] | hit["v"][:, group]
+        if graph.has_mlp:
+            e = edges_of(l, "mlp")
+            live[:, head0 + graph.n_heads] = (m[:, e] & live[:, None, : e.shape[1]]).any(-1)[:, 0]
+    keep = m & live[:, graph.upstream]
+    useful = torch.zeros(R, n_w, dtype=torch.bool)
+    kept = torch.zeros_like(keep)
+
+    def mark(layer: int, kind: str, reader_useful: torch.Tensor) -> None:
+        e = edges_of(layer, kind)  # [count, n_up]
+        k = keep[:, e] & reader_useful[:, :, None]
+        kept[:, e.reshape(-1)] = k.reshape(R, -1)
+        useful[:, : e.shape[1]] |= k.any(1)
+
+    mark(graph.n_layers, "logits", torch.ones(R, 1, dtype=torch.bool))
+    for l in reversed(range(graph.n_layers)):
+        head0 = 1 + l * per
+        if graph.has_mlp:
+            mark(l, "mlp", useful[:, head0 + graph.n_heads][:, None])
+        heads = useful[:, head0 : head0 + graph.n_heads]
+        groups = heads.reshape(R, graph.n_kv_heads, ratio).any(-1)
+        mark(l, "q", heads)
+        mark(l, "k", groups)
+        mark(l, "v", groups)
+    return kept.to(masks.device)

@@ -31,7 +31,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import InputError
-from ._circuit_graph import ComponentGraph
+from ._circuit_graph import ComponentGraph, prune_to_paths
 from ._patching_engine import _map_batch, _unembed_at, eval_metric, metric_positions
 
 # float elements one batch of patched rows may hold in its buffers (~256 MB in float32)
@@ -245,10 +245,17 @@ def evaluate(runs: Runs, masks: torch.Tensor, mode: str, metric: Any) -> torch.T
     n_w = len(g.writers)
     per_row = (n_w + 3 * g.n_heads + 1) * n * p * d
     chunk = max(1, MAX_ROW_ELEMENTS // max(1, per_row))
-    values = []
-    for s in range(0, masks.shape[0], chunk):
-        values.append(_evaluate_rows(runs, masks[s : s + chunk], mode, metric))
-    return torch.cat(values) if values else torch.zeros(0, dtype=torch.float64)
+    out = torch.full((masks.shape[0],), runs.m_corr, dtype=torch.float64)
+    if mode == "circuit":
+        masks = prune_to_paths(g, masks)
+    # rows with nothing left are the corrupted run; the others go by first patched layer
+    layers = torch.tensor([r.layer for r in g.readers])[g.downstream]
+    first = torch.where(masks.cpu(), layers[None], g.n_layers + 1).min(1).values
+    rows = [int(i) for i in torch.argsort(first, stable=True) if int(first[i]) <= g.n_layers]
+    for s in range(0, len(rows), chunk):
+        idx = rows[s : s + chunk]
+        out[idx] = _evaluate_rows(runs, masks[idx], mode, metric)
+    return out
 
 
 def _evaluate_rows(runs: Runs, masks: torch.Tensor, mode: str, metric: Any) -> torch.Tensor:
