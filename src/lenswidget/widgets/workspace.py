@@ -6,6 +6,10 @@ them (a patching cell, a top-components row, a direct-logit-attribution contribu
 node) becomes ``lens.selection``, and the attention grid shows that head on the prompt where it
 was picked. When the heatmap's prompts change (its *Apply* box, or :meth:`set_inputs`), the grid
 and the table move to the first new clean prompt, and resample from its corrupted prompts.
+
+The layout is an ``ipywidgets.VBox`` (JupyterLab, VS Code, Colab). Where a host draws anywidgets
+but not ipywidgets containers (marimo), show the parts one by one (``ws.patching``,
+``ws.attention``, ...): they stay linked, since the link is the lens.
 """
 
 from __future__ import annotations
