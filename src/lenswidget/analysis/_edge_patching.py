@@ -45,29 +45,33 @@ class Weights:
     def __init__(self, model: Any, graph: ComponentGraph):
         self.model = model
         self.graph = graph
-        with torch.no_grad():
-            self.W = {k: getattr(model, f"W_{k}").detach() for k in ("Q", "K", "V", "O")}
-            self.b = {}
-            for k in ("Q", "K", "V"):
-                b = getattr(model, f"b_{k}", None)
-                self.b[k] = None if b is None else b.detach()
+        self._cache: dict = {}
         self.scale = [float(getattr(model.blocks[l].attn, "_result_contribution_scale", 1.0)) for l in range(graph.n_layers)]
+
+    def get(self, name: str, layer: int) -> torch.Tensor | None:
+        """``blocks[layer].attn.{name}`` (``W_Q``, ``b_K``, ...), detached, read once per layer."""
+        key = (name, layer)
+        if key not in self._cache:
+            with torch.no_grad():
+                t = getattr(self.model.blocks[layer].attn, name, None)
+            self._cache[key] = None if t is None else t.detach()
+        return self._cache[key]
 
     def project(self, layer: int, kind: str, x: torch.Tensor) -> torch.Tensor:
         """``x`` [R, G, n, p, d] (one residual per head / KV group) -> the hook_q/k/v value
         [R*n, p, G, dh]: the model's own ``ln1`` then that head's projection."""
         R, G, n, p, d = x.shape
         ln = self.model.blocks[layer].ln1(x.reshape(R * G * n, p, d)).reshape(R, G, n, p, d)
-        W = self.W[kind.upper()][layer].to(ln.dtype)
+        W = self.get(f"W_{kind.upper()}", layer).to(ln.dtype)
         out = torch.einsum("rgnpd,gde->rnpge", ln, W)
-        b = self.b[kind.upper()]
+        b = self.get(f"b_{kind.upper()}", layer)
         if b is not None:
-            out = out + b[layer].to(out.dtype)
+            out = out + b.to(out.dtype)
         return out.reshape(R * n, p, G, -1)
 
     def head_out(self, layer: int, z: torch.Tensor) -> torch.Tensor:
         """Each head's write ``z @ W_O`` from ``z`` [N, p, H, dh] -> [H, N, p, d]."""
-        out = torch.einsum("nphe,hed->hnpd", z, self.W["O"][layer].to(z.dtype))
+        out = torch.einsum("nphe,hed->hnpd", z, self.get("W_O", layer).to(z.dtype))
         return out if self.scale[layer] == 1.0 else out * self.scale[layer]
 
 

@@ -1,0 +1,165 @@
+"""Circuit discovery speed and memory on SmolLM2-135M, as ratios to one forward of the same batch.
+
+    python bench/circuits.py [--quick]
+
+Targets (issue 8), measured in the same run:
+- EAP of all 70,651 edges <= 5x one forward (two forwards and one backward are ~4);
+- EAP-IG (5 steps) <= 18x;
+- the exact faithfulness curve (10 MIB sizes + 10 random sets of the same sizes) <= 12x;
+- edges/s of ``method="exact"`` (each edge patched alone; timed on a sample of edges);
+- peak extra memory of EAP-IG on the 8 x 100-token batch, against EAP-IG's own buffer
+  (batch x pos x n_upstream x d_model floats: the clean-minus-corrupted outputs of every writer).
+
+Cases: the factual pair ("The Eiffel Tower is located in the city of" -> " Paris" vs "The
+Colosseum ..." -> " Rome", 11 tokens) and a batch of 8 prompts of 100 tokens (different
+89-token lead-ins before the same pair). "One forward" is ``model(tokens)`` without gradients
+(full logits), median of three. Memory is the process's peak resident set above its level before
+the call (sampled every 2 ms; on CUDA ``max_memory_allocated``). ``--quick``: the pair only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine_line, print_table, timed  # noqa: E402
+
+import torch  # noqa: E402
+
+from lenswidget import models  # noqa: E402
+from lenswidget.analysis import _edge_patching as ep  # noqa: E402
+from lenswidget.analysis import component_graph, edge_attribution, faithfulness_curve, logit_diff_metric  # noqa: E402
+from lenswidget.errors import ModelLoadError  # noqa: E402
+
+CLEAN = "The Eiffel Tower is located in the city of"
+CORRUPTED = "The Colosseum is located in the city of"
+LEAD_INS = [
+    "Rivers carry water from the mountains to the sea, shaping valleys over thousands of years.",
+    "A good recipe lists its ingredients first and then explains each step in a clear order.",
+    "The library opened early on Saturday so that students could prepare for their exams.",
+    "Old maps often showed sea monsters in the places that sailors had never explored.",
+    "Engineers test every bridge with heavy loads before it is opened to the public.",
+    "In spring the garden fills with tulips, and the bees return to the apple trees.",
+    "The orchestra tuned their instruments while the audience found their seats.",
+    "Mountain trails are marked with painted stripes so that walkers do not get lost.",
+]
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def peak_extra_bytes(fn):
+    """(seconds, result, peak bytes above the starting level) of ``fn()``."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        start = torch.cuda.memory_allocated()
+        dt, out = timed(fn)
+        return dt, out, torch.cuda.max_memory_allocated() - start
+    start, peak, stop = _rss(), [0], [False]
+
+    def sample() -> None:
+        while not stop[0]:
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.002)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        dt, out = timed(fn)
+    finally:
+        stop[0] = True
+        t.join()
+    return dt, out, max(peak[0], _rss()) - start
+
+
+def pair(model):
+    clean, corrupted = model.to_tokens(CLEAN), model.to_tokens(CORRUPTED)
+    assert clean.shape == corrupted.shape, (clean.shape, corrupted.shape)
+    return clean, corrupted
+
+
+def batch(model, n: int = 8, length: int = 100):
+    clean, corrupted = pair(model)
+    q = clean.shape[1] - 1
+    rows_c, rows_r = [], []
+    for text in LEAD_INS[:n]:
+        lead = model.to_tokens(" ".join([text] * 6), prepend_bos=False)[0, : length - 1 - q]
+        rows_c.append(torch.cat([clean[0, :1], lead, clean[0, 1:]]))
+        rows_r.append(torch.cat([corrupted[0, :1], lead, corrupted[0, 1:]]))
+    return torch.stack(rows_c), torch.stack(rows_r)
+
+
+def forward_seconds(model, tokens) -> float:
+    with torch.no_grad():
+        model(tokens)
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            model(tokens)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def run_case(name, model, clean, corrupted, metric, exact_sample: int):
+    fwd = forward_seconds(model, clean)
+    t_eap, _ = timed(lambda: edge_attribution(model, clean, corrupted, metric, method="eap"))
+    t_ig, ig, mem = peak_extra_bytes(lambda: edge_attribution(model, clean, corrupted, metric, method="eap-ig", steps=5))
+    t_curve, curve = timed(lambda: faithfulness_curve(model, clean, corrupted, metric, ig))
+    graph = ig.graph
+    gen = torch.Generator().manual_seed(0)
+    edges = torch.randperm(graph.n_edges, generator=gen)[:exact_sample].sort().values
+    masks = torch.zeros(len(edges), graph.n_edges, dtype=torch.bool)
+    masks[torch.arange(len(edges)), edges] = True
+    runs = ig._runs
+    t_exact, _ = timed(lambda: ep.evaluate(runs, masks, "patch", metric))
+    n, p = clean.shape
+    buffer = n * p * len(graph.writers) * int(model.cfg.d_model) * 4
+    print(f"\n{name}: batch {n} x {p} tokens, {graph.n_edges} edges, one forward {fwd * 1000:.0f} ms")
+    print_table(
+        ["what", "seconds", "x forward", "target"],
+        [
+            ["EAP (all edges)", t_eap, t_eap / fwd, "<= 5"],
+            ["EAP-IG, 5 steps", t_ig, t_ig / fwd, "<= 18"],
+            ["faithfulness curve (20 circuits)", t_curve, t_curve / fwd, "<= 12"],
+            [f"exact, {len(edges)} sampled edges", t_exact, t_exact / fwd, f"{len(edges) / t_exact:.1f} edges/s"],
+        ],
+    )
+    print(f"EAP-IG peak extra memory {mem / 2**20:.0f} MiB; its buffer (batch x pos x {len(graph.writers)} "
+          f"writers x d_model floats) {buffer / 2**20:.0f} MiB; ratio {mem / buffer:.2f}")
+    print("faithfulness (top):   ", " ".join(f"{v:.2f}" for v in curve.faithfulness.tolist()))
+    print("faithfulness (random):", " ".join(f"{v:.2f}" for v in curve.random.tolist()))
+    print(f"AUC {curve.auc:.3f} (random {curve.auc_random:.3f}); top edges: {ig.top(5)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    print(machine_line())
+    try:
+        model = models.smollm2()
+    except ModelLoadError as err:
+        print(f"SmolLM2 unavailable, nothing to measure: {err}")
+        return
+    tok = model.tokenizer
+    answer = tok.encode(" Paris", add_special_tokens=False)[0]
+    wrong = tok.encode(" Rome", add_special_tokens=False)[0]
+    metric = logit_diff_metric(answer, wrong)
+    print(f"graph: {component_graph(model)}")
+    clean, corrupted = pair(model)
+    run_case("factual pair", model, clean, corrupted, metric, exact_sample=64)
+    if not args.quick:
+        clean, corrupted = batch(model)
+        run_case("batch", model, clean, corrupted, metric, exact_sample=8)
+
+
+if __name__ == "__main__":
+    main()
