@@ -120,6 +120,7 @@ class Runs:
     block_inputs: list
     m_clean: float
     m_corr: float
+    metric: Any = None
     memo: dict = field(default_factory=dict)
 
     @property
@@ -213,7 +214,7 @@ def prepare(model: Any, graph: ComponentGraph, clean: torch.Tensor, corrupted: t
     out_clean, out_corr = stack_outputs(graph, stores[0]), stack_outputs(graph, stores[1])
     check_additive(graph, out_clean, out_corr, stores[0][("final", 0)], stores[1][("final", 0)])
     base = {k: v for k, v in stores[1].items() if k[0] in ("pre", "mlp", "final")}
-    return Runs(graph, weights, clean, corrupted, out_clean, out_corr, base, blocks, m_clean, m_corr)
+    return Runs(graph, weights, clean, corrupted, out_clean, out_corr, base, blocks, m_clean, m_corr, metric)
 
 
 # ------------------------------------------------------------------ patched runs
@@ -437,6 +438,6 @@ def gradient_scores(model: Any, graph: ComponentGraph, clean: torch.Tensor, corr
     for a in alphas[1:]:
         run(a)
     base = {k: v for k, v in corr_store.items() if k[0] in ("pre", "mlp", "final")}
-    runs = Runs(graph, weights, clean, corrupted, out_clean, out_corr, base, blocks, m_clean, m_corr)
+    runs = Runs(graph, weights, clean, corrupted, out_clean, out_corr, base, blocks, m_clean, m_corr, metric)
     runs.memo["delta"] = ctx["delta"]
     return scores, runs

@@ -280,7 +280,13 @@ def faithfulness_curve(
     if not fr or any(not 0.0 < f <= 1.0 for f in fr):
         raise InputError(f"fractions must lie in (0, 1], got {fr}")
     fr = sorted(fr)
-    runs = _runs_for(model, clean, corrupted, metric)
+    c, r = _inputs(model, clean, corrupted)
+    runs = getattr(scores, "_runs", None)
+    # the runs recorded while scoring serve when they are of the same prompts and metric
+    if runs is None or runs.weights.model is not model or not (
+        torch.equal(runs.clean, c) and torch.equal(runs.corrupted, r) and runs.metric is metric
+    ):
+        runs = ep.prepare(model, component_graph(model), c, r, metric)
     g = runs.graph
     if not isinstance(scores, EdgeScores) or scores.graph.n_edges != g.n_edges or scores.graph.edges[-1] != g.edges[-1]:
         raise InputError("scores must be the EdgeScores of this model's graph (from edge_attribution)")
