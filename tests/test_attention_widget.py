@@ -9,7 +9,7 @@ import torch
 
 from lenswidget import InputError
 from lenswidget.analysis import ablate_heads, head_scores
-from lenswidget.encode import decode_tensor
+from lenswidget.encode import decode_tensor, decode_tril
 from lenswidget.widgets import AttentionGrid
 
 from .wire import Wire
@@ -34,12 +34,14 @@ def test_initial_state(grid, toy_lens):
     assert grid.tokens == toy_lens.str_tokens(tokens)
     assert (grid.n_layers, grid.n_heads) == (toy_lens.n_layers, toy_lens.n_heads)
     scores = head_scores(toy_lens.model, tokens)
-    pat = decode_tensor(grid.patterns, grid.patterns_meta)
+    # a short prompt: the thumbnails are the full patterns (causal triangle only)
+    assert grid.patterns_meta["layout"] == "tril" and not grid.patterns_meta["pooled"]
+    pat = decode_tril(grid.patterns, grid.patterns_meta)
     assert grid.patterns_meta["dtype"] == "f16"
     torch.testing.assert_close(pat, scores.patterns, atol=1e-3, rtol=0)
     torch.testing.assert_close(decode_tensor(grid.scores, grid.scores_meta), scores.values)
-    n_weights = pat.numel()
-    assert len(grid.patterns) <= 2 * n_weights
+    T = tokens.shape[1]
+    assert len(grid.patterns) == 2 * toy_lens.n_layers * toy_lens.n_heads * T * (T + 1) // 2
 
 
 def test_ablate_request_equals_python_method(grid, wire, toy_lens):
@@ -172,3 +174,82 @@ def test_missing_bundle_is_a_clear_message_not_a_broken_import():
     assert isinstance(esm, str) and "export default" in esm and "make js" in esm
     assert "missing" in bundle_missing("no_such_widget.js")
     assert bundle_missing("attention.js") is None  # built by `make` before the tests
+
+
+# ---------------------------------------------------------------------- long prompts: bounded bytes
+def _max_pool_by_hand(p: torch.Tensor, k: int) -> torch.Tensor:
+    """Max over square bins of k tokens, written out (the last bin holds what is left)."""
+    n = p.shape[-1]
+    side = -(-n // k)
+    out = torch.zeros(side, side)
+    for i in range(side):
+        for j in range(side):
+            out[i, j] = p[i * k : (i + 1) * k, j * k : (j + 1) * k].max()
+    return out
+
+
+@pytest.fixture(scope="module")
+def long_lens():
+    from lenswidget import Lens, models
+
+    return Lens(models.random_hf("llama", n_layers=3, n_heads=4, n_ctx=512, seed=1))
+
+
+def test_pooled_grid_and_focus_request_on_a_long_prompt(long_lens, monkeypatch):
+    from lenswidget.widgets import attention as mod
+
+    monkeypatch.setattr(mod, "KEEP_PATTERNS_BYTES", 0)  # force the block-rerun path
+    prompt = " ".join(["the cat sat on the mat", "a dog ran to the door"] * 25)
+    grid = AttentionGrid(long_lens, prompt)
+    tokens = long_lens.tokenize(prompt)
+    T = tokens.shape[1]
+    assert T > 200
+    ref = head_scores(long_lens.model, tokens)  # every pattern at once: the reference
+    meta = grid.patterns_meta
+    S = meta["size"]
+    k = -(-T // mod.THUMB_MAX)  # tokens a cell
+    assert meta["pooled"] and meta["pos"] == T and S == -(-T // k) <= mod.THUMB_MAX < T
+    thumbs = decode_tril(grid.patterns, meta)
+    for layer, head in [(0, 0), (2, 3)]:
+        by_hand = _max_pool_by_hand(ref.patterns[layer, head], k)
+        assert float(by_hand.triu(1).abs().max()) == 0.0  # causal: the triangle is everything
+        torch.testing.assert_close(thumbs[layer, head], by_hand, atol=1e-3, rtol=0)
+        # max-pooling, not mean: a bin's value is its sharpest weight
+        mean = ref.patterns[layer, head][:k, :k].mean()
+        assert float(by_hand[0, 0]) > float(mean) + 0.05
+    torch.testing.assert_close(decode_tensor(grid.scores, grid.scores_meta), ref.values, atol=1e-5, rtol=0)
+    assert grid.streamed.patterns is None and grid.streamed.block_inputs is not None
+    # the focus request: the full pattern of that head, recomputed from its block's input
+    wire = Wire(grid)
+    reply = wire.request("pattern", {"layer": 2, "head": 1})
+    assert reply["ok"] and reply["result"]["meta"]["layout"] == "tril"
+    buffers = [b for c, b in wire.sent if c.get("type") == "reply"][0]
+    full = decode_tril(buffers[0], reply["result"]["meta"])
+    torch.testing.assert_close(full, ref.patterns[2, 1], atol=1e-3, rtol=0)
+    torch.testing.assert_close(grid.pattern(2, 1), ref.patterns[2, 1], atol=1e-5, rtol=0)
+    bad = wire.request("pattern", {"layer": 9, "head": 0})
+    assert not bad["ok"] and grid.error["kind"] == "input"
+    assert wire.request("pattern", {"layer": 0, "head": 0})["ok"]
+
+
+def test_thumbnail_bytes_are_bounded_for_any_model():
+    from lenswidget.widgets.attention import THUMB_BYTES, thumb_layout
+
+    for L, H, T in [(2, 4, 40), (30, 9, 4000), (32, 32, 2048), (80, 64, 4096), (126, 128, 4096)]:
+        size, dtype = thumb_layout(L, H, T)
+        n_bytes = L * H * size * (size + 1) // 2 * (2 if dtype == "f16" else 1)
+        assert n_bytes <= THUMB_BYTES and size >= 4
+    assert thumb_layout(2, 4, 40) == (40, "f16")  # short prompts: the full pattern, exact
+    assert thumb_layout(32, 32, 2048) == (64, "f16")
+
+
+def test_too_long_prompt_is_refused_and_state_kept(grid, monkeypatch):
+    from lenswidget.widgets import attention as mod
+
+    before = (grid.prompt, grid.patterns)
+    monkeypatch.setattr(mod, "MAX_TOKENS", 10)
+    with pytest.raises(InputError, match="at most 10"):
+        grid.run("the cat sat on the mat and the dog sat on the cat")
+    assert (grid.prompt, grid.patterns) == before and "at most 10" in grid.error["message"]
+    monkeypatch.setattr(mod, "MAX_TOKENS", 4096)
+    assert grid.run("the dog ran") is not None

@@ -45,3 +45,24 @@ def decode_tensor(data: bytes, meta: dict) -> torch.Tensor:
     if dtype == "u8":
         arr = meta["offset"] + meta["scale"] * arr
     return torch.from_numpy(arr.reshape(meta["shape"]).copy())
+
+
+def encode_tril(t: torch.Tensor, dtype: Dtype = "f16", *, lo: float | None = None, hi: float | None = None) -> tuple[bytes, dict]:
+    """Encode the lower triangle (diagonal included) of square matrices ``t`` [..., n, n], row by
+    row (row q holds keys 0..q): n(n+1)/2 values a matrix, half of the bytes of a causal pattern.
+    The meta is :func:`encode_tensor`'s for shape [..., n(n+1)/2] plus ``layout: "tril"``, ``size: n``."""
+    n = int(t.shape[-1])
+    rows, cols = torch.tril_indices(n, n, device=t.device)
+    data, meta = encode_tensor(t[..., rows, cols], dtype, lo=lo, hi=hi)
+    meta.update(layout="tril", size=n)
+    return data, meta
+
+
+def decode_tril(data: bytes, meta: dict) -> torch.Tensor:
+    """Inverse of :func:`encode_tril`: [..., n, n] with zeros above the diagonal."""
+    flat = decode_tensor(data, meta)
+    n = int(meta["size"])
+    out = torch.zeros(*flat.shape[:-1], n, n)
+    rows, cols = torch.tril_indices(n, n)
+    out[..., rows, cols] = flat
+    return out

@@ -22,6 +22,10 @@ _EXPORTS: dict[str, str] = {
     "detection_patterns": "heads",
     "repeated_random_tokens": "heads",
     "SCORE_NAMES": "heads",
+    # attention_stream.py: scores and pooled thumbnails of long prompts, one layer at a time
+    "stream_attention": "attention_stream",
+    "StreamedAttention": "attention_stream",
+    "head_pattern": "attention_stream",
     # ablation.py: hooked reruns with heads removed
     "ablate_heads": "ablation",
     "AblationResult": "ablation",

@@ -11,16 +11,39 @@ import torch
 import traitlets
 
 from ..analysis.ablation import MODES, AblationResult, ablate_heads
-from ..analysis.heads import SCORE_NAMES, HeadScores, head_scores
-from ..encode import encode_tensor
+from ..analysis.attention_stream import StreamedAttention, head_pattern, stream_attention
+from ..analysis.heads import SCORE_NAMES, HeadScores
+from ..encode import encode_tensor, encode_tril
 from ..errors import InputError
 from ..selection import Selection
 from ..session import Lens
 from ._resample import resample_tokens
 from .base import LensWidget, Request, bundle
 
-#: above this many attention weights, patterns travel as 1 byte each instead of float16
-U8_THRESHOLD = 8_000_000
+#: thumbnails of every head (the grid) travel in at most this many bytes
+THUMB_BYTES = 6 * 1024**2
+#: the largest thumbnail side; a head's thumbnail is its full pattern on prompts this short
+THUMB_MAX = 64
+#: a focused head's full pattern travels as float16 up to this many bytes, else as uint8
+FOCUS_F16_BYTES = 8 * 1024**2
+#: the grid shows prompts up to this many tokens (a focused head's uint8 triangle is then <= 8.4 MB)
+MAX_TOKENS = 4096
+#: keep every full pattern in memory (CPU float32) up to this many bytes; beyond it a focused
+#: head's pattern is recomputed from its block's kept input
+KEEP_PATTERNS_BYTES = 64 * 1024**2
+
+
+def thumb_layout(n_layers: int, n_heads: int, pos: int) -> tuple[int, str]:
+    """Thumbnail side (at most; see ``pool_size``) and dtype so that every head's causal
+    triangle fits :data:`THUMB_BYTES`."""
+    size = min(pos, THUMB_MAX)
+    for dtype, width in (("f16", 2), ("u8", 1)):
+        s = size
+        while s > 4 and n_layers * n_heads * s * (s + 1) // 2 * width > THUMB_BYTES:
+            s -= 1
+        if s == size or dtype == "u8":
+            return s, dtype
+    raise AssertionError  # pragma: no cover
 
 
 class AttentionGrid(LensWidget):
@@ -56,11 +79,13 @@ class AttentionGrid(LensWidget):
         "run": Request("run", {"prompt": str}),
         "ablate": Request("ablate", {"layer": int, "head": int, "mode": (str, None)}),
         "clear": Request("clear", {}),
+        "pattern": Request("pattern", {"layer": int, "head": int}),
     }
 
     def __init__(self, lens: Lens, prompt: str, **kwargs: Any) -> None:
         super().__init__(lens, **kwargs)
         self.head_scores: HeadScores | None = None
+        self.streamed: StreamedAttention | None = None
         self._tokens: torch.Tensor | None = None
         self.last_ablation: AblationResult | None = None
         self.run(prompt)
@@ -102,6 +127,12 @@ class AttentionGrid(LensWidget):
         """Show head ``(layer, head)`` full size."""
         self._python_call(lambda: setattr(self, "focus", list(self.lens.check_head(layer, head))))
 
+    def pattern(self, layer: int, head: int) -> torch.Tensor:
+        """The full attention pattern of head ``(layer, head)``: float32 [pos, pos] (queries as
+        rows), what the focus panel draws (the view asks for it when the grid's thumbnails are
+        pooled). Recomputed from that one block's kept input on long prompts."""
+        return self._python_call(lambda: self._exclusive("pattern", lambda: self._pattern(layer, head)))
+
     def clear(self) -> None:
         """Remove the ablation result from the view."""
         self.last_ablation = None
@@ -119,32 +150,54 @@ class AttentionGrid(LensWidget):
         self.clear()
         return {}
 
+    def _req_pattern(self, layer: int, head: int) -> tuple[dict, list]:
+        pat = self._pattern(layer, head)
+        pos = pat.shape[-1]
+        dtype = "f16" if pos * (pos + 1) // 2 * 2 <= FOCUS_F16_BYTES else "u8"
+        data, meta = encode_tril(pat, dtype, lo=0.0, hi=1.0)
+        return {"layer": layer, "head": head, "meta": meta}, [data]
+
     # ------------------------------------------------------------------ work
     def _run(self, prompt: str) -> HeadScores:
         tokens = self.lens.tokenize(prompt)
         if tokens.shape[-1] < 2:
             raise InputError("The prompt needs at least one token after BOS to show attention.")
-        run = self.lens.run(tokens)
-        scores = head_scores(self.lens.model, tokens, cache=run.cache)
-        n_weights = scores.patterns.numel()
-        pat_bytes, pat_meta = encode_tensor(
-            scores.patterns, "f16" if n_weights <= U8_THRESHOLD else "u8", lo=0.0, hi=1.0
-        )
-        score_bytes, score_meta = encode_tensor(scores.values, "f32")
+        if tokens.shape[-1] > MAX_TOKENS:
+            raise InputError(
+                f"The prompt is {tokens.shape[-1]} tokens; the attention grid shows at most {MAX_TOKENS}. "
+                "Shorten it (lenswidget.analysis.stream_attention computes the scores of longer prompts).",
+                details={"n_tokens": int(tokens.shape[-1]), "max_tokens": MAX_TOKENS},
+            )
+        L, H = self.lens.n_layers, self.lens.n_heads
+        size, dtype = thumb_layout(L, H, int(tokens.shape[-1]))
+        # one layer's patterns at a time: scores and pooled thumbnails, never all patterns at once
+        streamed = stream_attention(self.lens.model, tokens, thumb=size, keep_patterns_bytes=KEEP_PATTERNS_BYTES)
+        pat_bytes, pat_meta = encode_tril(streamed.thumbs, dtype, lo=0.0, hi=1.0)
+        pat_meta.update(pos=streamed.pos, pooled=streamed.pooled, bin=-(-streamed.pos // streamed.size))
+        score_bytes, score_meta = encode_tensor(streamed.values, "f32")
+        full = streamed.patterns
+        empty = torch.zeros(L, H, 0, 0)
+        scores = HeadScores(values=streamed.values, names=streamed.names, patterns=full if full is not None else empty)
         self.head_scores = scores
+        self.streamed = streamed
         self._tokens = tokens
         self.last_ablation = None
         with self.hold_sync():
             self.prompt = prompt
             self.tokens = self.lens.str_tokens(tokens)
-            self.n_layers = self.lens.n_layers
-            self.n_heads = self.lens.n_heads
+            self.n_layers = L
+            self.n_heads = H
             self.patterns = pat_bytes
             self.patterns_meta = pat_meta
             self.scores = score_bytes
             self.scores_meta = score_meta
             self.last_result = {}
         return scores
+
+    def _pattern(self, layer: Any, head: Any) -> torch.Tensor:
+        layer, head = self.lens.check_head(layer, head)
+        assert self.streamed is not None
+        return head_pattern(self.lens.model, self.streamed, layer, head)
 
     def _ablate(self, layer: Any, head: Any, mode: str | None, sources: Any) -> AblationResult:
         layer, head = self.lens.check_head(layer, head)
@@ -156,10 +209,9 @@ class AttentionGrid(LensWidget):
         if mode == "resample":
             prompts = self.resample_prompts if sources is None else sources
             source_tokens = resample_tokens(self.lens, prompts, self._tokens)
-        run = self.lens.run(self._tokens)
         result = ablate_heads(
             self.lens.model, self._tokens, [(layer, head)], mode=mode, source_tokens=source_tokens,
-            logits_before=run.logits,
+            logits_before=self.streamed.logits if self.streamed is not None else None,
         )
         self.last_ablation = result
         with self.hold_sync():
