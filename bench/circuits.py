@@ -91,7 +91,7 @@ def batch(model, n: int = 8, length: int = 100):
     q = clean.shape[1] - 1
     rows_c, rows_r = [], []
     for text in LEAD_INS[:n]:
-        lead = model.to_tokens(" ".join([text] * 6), prepend_bos=False)[0, : length - 1 - q]
+        lead = model.to_tokens(" ".join([text] * 12), prepend_bos=False)[0, : length - 1 - q]
         rows_c.append(torch.cat([clean[0, :1], lead, clean[0, 1:]]))
         rows_r.append(torch.cat([corrupted[0, :1], lead, corrupted[0, 1:]]))
     return torch.stack(rows_c), torch.stack(rows_r)

@@ -327,3 +327,14 @@ def test_bad_input_is_an_input_error(case):
         promoted_tokens(model, clean[0], "L0H0", k=0)
     # state intact: the next call works
     assert edge_attribution(model, clean, corrupted, metric, method="eap").scores.shape == s.scores.shape
+
+
+def test_eap_ig_is_the_same_when_its_steps_are_split_over_batches(monkeypatch, induction):
+    from lenswidget.analysis import _edge_patching as ep
+
+    model, clean, corrupted, metric = induction
+    whole = edge_attribution(model, clean, corrupted, metric, method="eap-ig", steps=5)
+    monkeypatch.setattr(ep, "MAX_GRAD_TOKENS", clean.numel())  # one row group per batch
+    split = edge_attribution(model, clean, corrupted, metric, method="eap-ig", steps=5)
+    torch.testing.assert_close(split.scores, whole.scores, atol=1e-5, rtol=1e-4)
+    assert split.clean_value == pytest.approx(whole.clean_value) and split.corrupted_value == pytest.approx(whole.corrupted_value)

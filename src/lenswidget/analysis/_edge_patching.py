@@ -340,51 +340,69 @@ def _evaluate_rows(runs: Runs, masks: torch.Tensor, mode: str, metric: Any) -> t
 
 
 # ------------------------------------------------------------------ gradients (EAP, EAP-IG)
+# tokens one gradient batch may hold (its activations are kept for the backward pass)
+MAX_GRAD_TOKENS = 2048
+
+
+def _rows(store: dict, start: int, stop: int) -> dict:
+    """What :func:`recording_hooks` recorded, for batch rows ``start:stop`` only."""
+    return {k: (v[:, start:stop] if k[0] == "heads" else v[start:stop]) for k, v in store.items()}
+
+
 def gradient_scores(model: Any, graph: ComponentGraph, clean: torch.Tensor, corrupted: torch.Tensor,
                     metric: Callable, alphas: list[float]) -> tuple[torch.Tensor, Runs]:
     """EAP scores [n_edges] (float32, on the model's device): for every edge ``u -> r``,
     ``sum over prompts and positions of (out_u(clean) - out_u(corrupted)) . dm/dx_r``, the
     gradient averaged over runs whose embedding is ``corrupted + a (clean - corrupted)`` for
-    each ``a`` in ``alphas`` (``alphas[0]`` must be 0: that run is the corrupted run, and gives
-    the corrupted outputs). Also returns the :class:`Runs` recorded on the way."""
+    each ``a`` in ``alphas`` (``alphas[0]`` must be 0: that run is the corrupted run).
+
+    The clean run and the interpolation steps share forward/backward batches (one batch for a
+    short prompt: the weights are read once for all of them), up to ``MAX_GRAD_TOKENS`` tokens.
+    Also returns the :class:`Runs` recorded on the way (for exact evaluations)."""
     from .attribution import _scalar_metric
 
     assert alphas and alphas[0] == 0.0
+    n, p = (int(x) for x in corrupted.shape)
     weights = Weights(model, graph)
     groups = _groups(graph)
-    clean_store: dict = {}
-    with torch.no_grad(), model.hooks(fwd_hooks=recording_hooks(graph, weights, clean_store)):
-        m_clean = eval_metric(metric, model(clean))
-    out_clean = stack_outputs(graph, clean_store)
-    dev = out_clean.device
-    scores = torch.zeros(graph.n_edges, dtype=torch.float32, device=dev)
-    ctx: dict = {}
-    corr_store: dict = {}
-    blocks: list = [None] * graph.n_layers
     grad_metric = _scalar_metric(metric)
+    dev = corrupted.device
+    scores = torch.zeros(graph.n_edges, dtype=torch.float32, device=dev)
+    per = max(1, MAX_GRAD_TOKENS // (n * p))
+    # row groups of n prompts: "clean", then one per alpha; the first batch holds clean and alpha 0
+    items: list = ["clean"] + list(alphas)
+    first = max(2, per)
+    batches = [items[:first]] + [items[k : k + per] for k in range(first, len(items), per)]
+    ctx: dict = {}
+    rec: dict = {}
+    blocks: list = [None] * graph.n_layers
 
-    def contract(layer: int, kind: str):
-        first, count, n_up = groups[(layer, kind)]
-        idx = _reader_edge_index(graph, first, count, n_up, dev).reshape(-1)
+    def contract(layer: int, kind: str, steps: torch.Tensor):
+        first_r, count, n_up = groups[(layer, kind)]
+        idx = _reader_edge_index(graph, first_r, count, n_up, dev).reshape(-1)
 
-        def fn(grad: torch.Tensor) -> None:  # grad [count, n, p, d]
+        def fn(grad: torch.Tensor) -> None:  # grad [count, rows, p, d]
+            g = grad.reshape(count, -1, n, p, grad.shape[-1])[:, steps].sum(1)
             E = ctx["delta"][:n_up].reshape(n_up, -1).float()
-            s = E @ grad.reshape(count, -1).float().T  # [n_up, count]
+            s = E @ g.reshape(count, -1).float().T  # [n_up, count]
             scores.index_add_(0, idx, s.T.reshape(-1), alpha=1.0 / len(alphas))
         return fn
 
-    def run(alpha: float) -> torch.Tensor:
-        x0_store: dict = {}
+    def run(batch: list) -> None:
+        N = len(batch) * n
+        steps = torch.tensor([i for i, a in enumerate(batch) if a != "clean"], device=dev)
+        tokens = torch.cat([clean if a == "clean" else corrupted for a in batch])
+        box: dict = {}
 
         def embed_hook(x: torch.Tensor, hook: Any = None) -> torch.Tensor:
-            if alpha == 0.0:
-                x0 = x.detach().clone()
-            else:
-                c0 = corr_store[("pre", 0)]
-                x0 = c0 + alpha * (clean_store[("pre", 0)] - c0)
-            x0.requires_grad_(True)
-            x0_store["x0"] = x0
-            return x0
+            x = x.detach()
+            if "embeds" not in rec:  # the opening batch: rows 0..n clean, n..2n corrupted
+                rec["embeds"] = (x[n : 2 * n].clone(), x[:n] - x[n : 2 * n])
+            if any(a not in ("clean", 0.0) for a in batch):
+                c0, d0 = rec["embeds"]
+                x = torch.cat([x[i * n : (i + 1) * n] if a in ("clean", 0.0) else c0 + a * d0 for i, a in enumerate(batch)])
+            box["x0"] = x.requires_grad_(True)
+            return box["x0"]
 
         def pre_hook(layer: int):
             def hook(x: torch.Tensor, hook: Any = None) -> None:
@@ -396,14 +414,15 @@ def gradient_scores(model: Any, graph: ComponentGraph, clean: torch.Tensor, corr
                 res = ctx[("pre", layer)]
                 count = groups[(layer, kind)][1]
                 xe = res.unsqueeze(0).expand(count, *res.shape)
-                xe.register_hook(contract(layer, kind))
+                xe.register_hook(contract(layer, kind, steps))
                 return weights.project(layer, kind, xe[None]).to(x.dtype)
             return hook
 
         def view_hook(layer: int, kind: str):
             def hook(x: torch.Tensor, hook: Any = None) -> torch.Tensor:
                 y = x.view_as(x)
-                y.register_hook(lambda gr: contract(layer, kind)(gr[None]))
+                fn = contract(layer, kind, steps)
+                y.register_hook(lambda gr: fn(gr[None]))
                 return y
             return hook
 
@@ -415,29 +434,43 @@ def gradient_scores(model: Any, graph: ComponentGraph, clean: torch.Tensor, corr
             if graph.has_mlp:
                 hooks.append((names["mlp_in"], view_hook(l, "mlp")))
         hooks.append(("ln_final.hook_in", view_hook(graph.n_layers, "logits")))
-        if alpha == 0.0:
-            hooks = recording_hooks(graph, weights, corr_store) + hooks
-        handles = capture_block_inputs(model, blocks) if alpha == 0.0 else []
+        store: dict = {}
+        opening = "corr" not in rec
+        if opening:
+            hooks = recording_hooks(graph, weights, store) + hooks
+        captured: list = [None] * graph.n_layers
+        handles = capture_block_inputs(model, captured) if opening else []
         try:
             with torch.enable_grad(), model.hooks(fwd_hooks=hooks), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Full backward hook is firing")
-                value = grad_metric(model(corrupted))
-                if alpha == 0.0:
-                    ctx["delta"] = out_clean - stack_outputs(graph, corr_store)
-                torch.autograd.grad(value, [x0_store["x0"]], allow_unused=True)
+                logits = model(tokens)
+                values = {}
+                for i, a in enumerate(batch):
+                    part = logits[i * n : (i + 1) * n]
+                    values[a] = eval_metric(metric, part.detach()) if a == "clean" else grad_metric(part)
+                if opening:
+                    rec["clean"], rec["corr"] = _rows(store, 0, n), _rows(store, n, 2 * n)
+                    rec["m_clean"], rec["m_corr"] = values["clean"], float(values[0.0].detach())
+                    for i, (args, kwargs) in enumerate(captured):
+                        blocks[i] = (_map_batch(args, lambda t: t[n : 2 * n], N),
+                                     {k: _map_batch(v, lambda t: t[n : 2 * n], N) for k, v in kwargs.items()})
+                    out_clean, out_corr = stack_outputs(graph, rec["clean"]), stack_outputs(graph, rec["corr"])
+                    check_additive(graph, out_clean, out_corr, rec["clean"][("final", 0)], rec["corr"][("final", 0)])
+                    ctx["delta"] = out_clean - out_corr
+                    rec["out"] = (out_clean, out_corr)
+                total = sum(v for a, v in values.items() if a != "clean")
+                torch.autograd.grad(total, [box["x0"]], allow_unused=True)
         finally:
             for h in handles:
                 h.remove()
             for k in [k for k in ctx if k != "delta"]:
                 del ctx[k]
-        return value.detach()
 
-    m_corr = float(run(0.0))
-    out_corr = stack_outputs(graph, corr_store)
-    check_additive(graph, out_clean, out_corr, clean_store[("final", 0)], corr_store[("final", 0)])
-    for a in alphas[1:]:
-        run(a)
-    base = {k: v for k, v in corr_store.items() if k[0] in ("pre", "mlp", "final")}
-    runs = Runs(graph, weights, clean, corrupted, out_clean, out_corr, base, blocks, m_clean, m_corr, metric)
+    for b in batches:
+        run(b)
+    out_clean, out_corr = rec["out"]
+    base = {k: v for k, v in rec["corr"].items() if k[0] in ("pre", "mlp", "final")}
+    runs = Runs(graph, weights, clean, corrupted, out_clean, out_corr, base, blocks,
+                rec["m_clean"], rec["m_corr"], metric)
     runs.memo["delta"] = ctx["delta"]
     return scores, runs
