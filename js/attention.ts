@@ -8,6 +8,8 @@
 import { FocusPanel } from "./attention/focus";
 import type { Head } from "./attention/grid";
 import { HeadGrid, gridCellSize } from "./attention/grid";
+import type { PatternMeta } from "./attention/pooled";
+import { binOf, decodePatternTensor } from "./attention/pooled";
 import { ResultPanel } from "./attention/result";
 import type { Tensor } from "./lib/buffers";
 import { decodeTensor, hasTensor } from "./lib/buffers";
@@ -39,7 +41,8 @@ interface Decoded {
   tensor: Tensor | null;
 }
 
-export function render({ model, el }: RenderProps): () => void {
+// Not a named export: anywidget warns ("Direct export of a 'render'") when a module has one.
+function render({ model, el }: RenderProps): () => void {
   const w = createWidget(model, el, { name: "attention" });
   const { root } = w;
 
@@ -107,10 +110,17 @@ export function render({ model, el }: RenderProps): () => void {
     const t = patterns.tensor;
     return t && t.shape.length === 4 ? t.shape[1] : Number(model.get("n_heads")) || 0;
   };
+  /** Thumbnail side in cells (the prompt length unless pooled). */
   const seqLen = () => {
     const t = patterns.tensor;
     return t && t.shape.length === 4 ? t.shape[2] : 0;
   };
+  const patMeta = (): PatternMeta | null => (model.get("patterns_meta") as PatternMeta | null) ?? null;
+  /** Prompt length in tokens. */
+  const nPos = () => Number(patMeta()?.pos) || seqLen();
+  // Full patterns of pooled heads, fetched on focus: "L,H" -> [T, T], for the current patterns.
+  let full = new Map<string, Float32Array>();
+  let fetching = "";
   const tokens = () => strings(model.get("tokens"));
   const scoreNames = (): string[] => {
     const s = model.get("score_names");
@@ -123,9 +133,10 @@ export function render({ model, el }: RenderProps): () => void {
     const metaKey = JSON.stringify(meta ?? null);
     if (view === patterns.key && metaKey === patterns.meta) return;
     patterns = { key: view, meta: metaKey, tensor: null };
+    full = new Map();
     if (!hasTensor(view, meta)) return;
     patterns.tensor = w.decode("attention patterns", () => {
-      const t = decodeTensor(view, meta);
+      const t = decodePatternTensor(view, meta as PatternMeta);
       if (t.shape.length !== 4 || t.shape[2] !== t.shape[3]) {
         throw new Error(`patterns must have shape [L, H, T, T], got ${JSON.stringify(t.shape)}`);
       }
@@ -152,13 +163,27 @@ export function render({ model, el }: RenderProps): () => void {
 
   // ---- actions ------------------------------------------------------------------------------
   function markQuery(i: number | null): void {
-    grid.setQueryMark(i);
+    grid.setQueryMark(i === null ? null : Math.floor(i / binOf(patMeta())));
     grid.draw();
   }
 
   function setFocus(hd: Head | null): void {
     model.set("focus", hd ? [hd[0], hd[1]] : []);
     model.save_changes();
+    invalidate("focus");
+  }
+
+  /** Ask the kernel for the full pattern of a pooled head; redraw the focus when it comes. */
+  async function fetchPattern(f: Head): Promise<void> {
+    const key = `${f[0]},${f[1]}`;
+    if (fetching === key) return;
+    fetching = key;
+    const mine = full;
+    const reply = await w.request<{ meta: PatternMeta }>("pattern", { layer: f[0], head: f[1] });
+    if (fetching === key) fetching = "";
+    if (!reply || mine !== full || !reply.buffers[0]) return;
+    const t = w.decode("focused pattern", () => decodePatternTensor(reply.buffers[0], reply.result.meta));
+    if (t) full.set(key, t.data);
     invalidate("focus");
   }
 
@@ -239,7 +264,8 @@ export function render({ model, el }: RenderProps): () => void {
       prompt.sync();
       const toks = tokens();
       promptTokens.setTokens(toks);
-      summary.textContent = L && H ? `${toks.length || T} tokens · ${L} layers × ${H} heads` : "";
+      const pooledNote = binOf(patMeta()) > 1 ? ` · thumbnails ${T}² (max of ${binOf(patMeta())}² tokens a cell)` : "";
+      summary.textContent = L && H ? `${toks.length || nPos()} tokens · ${L} layers × ${H} heads${pooledNote}` : "";
     }
     if (d.has("layout")) {
       grid.setCell(gridCellSize(L, H, width()));
@@ -266,14 +292,18 @@ export function render({ model, el }: RenderProps): () => void {
       const f = parseFocus(model.get("focus"), L, H);
       grid.setFocus(f);
       grid.draw();
-      if (f && patterns.tensor && T > 0) {
+      const pooled = binOf(patMeta()) > 1;
+      const fetched = f ? full.get(`${f[0]},${f[1]}`) : undefined;
+      if (f && pooled && !fetched && patterns.tensor) void fetchPattern(f);
+      if (f && patterns.tensor && T > 0 && (!pooled || fetched)) {
         const base = (f[0] * H + f[1]) * T * T;
         const names = scoreNames();
+        const P = pooled ? nPos() : T;
         focus.setPalette(w.palette());
         focus.setHead(
           f,
-          patterns.tensor.data.subarray(base, base + T * T),
-          T,
+          fetched ?? patterns.tensor.data.subarray(base, base + T * T),
+          P,
           tokens(),
           names.map((n, s) => [n, grid.score(s, f[0], f[1])] as [string, number]),
         );

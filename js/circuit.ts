@@ -34,7 +34,8 @@ export const METHODS: Array<[string, string]> = [
 type Part = "inputs" | "edges" | "graph" | "curve" | "panel" | "summary" | "theme";
 const ALL_PARTS: Part[] = ["inputs", "edges", "graph", "curve", "panel", "summary", "theme"];
 
-export function render({ model, el }: RenderProps): () => void {
+// Not a named export: anywidget warns ("Direct export of a 'render'") when a module has one.
+function render({ model, el }: RenderProps): () => void {
   const w = createWidget(model, el, { name: "circuit" });
   const doc = w.root.ownerDocument;
 

@@ -32,7 +32,8 @@ export function parseSelected(x: unknown, R: number, T: number): [number, number
   return indexPair(x, R, T);
 }
 
-export function render({ model, el }: RenderProps): () => void {
+// Not a named export: anywidget warns ("Direct export of a 'render'") when a module has one.
+function render({ model, el }: RenderProps): () => void {
   const w = createWidget(model, el, { name: "logit-lens" });
   const { root } = w;
 

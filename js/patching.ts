@@ -68,7 +68,8 @@ export function parseSelected(x: unknown): { site: string; index: number[] } | n
 type Part = "inputs" | "tokens" | "summary" | "sitesMenu" | "maps" | "layout" | "select" | "cell" | "sweep" | "theme" | "pairs" | "top";
 const ALL_PARTS: Part[] = ["inputs", "tokens", "summary", "sitesMenu", "maps", "layout", "select", "cell", "sweep", "theme", "pairs", "top"];
 
-export function render({ model, el }: RenderProps): () => void {
+// Not a named export: anywidget warns ("Direct export of a 'render'") when a module has one.
+function render({ model, el }: RenderProps): () => void {
   const w = createWidget(model, el, { name: "patching" });
   const { root } = w;
   const doc = root.ownerDocument;

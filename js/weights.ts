@@ -24,7 +24,8 @@ import type { Kind } from "./weights/data";
 import { KINDS, cellOfPair, compDomain, decodeComposition, headLabel, legendFraction, normalizeKind, pairOfCell } from "./weights/data";
 import { HeadPanel, PairPanel } from "./weights/panels";
 
-export function render({ model, el }: RenderProps): () => void {
+// Not a named export: anywidget warns ("Direct export of a 'render'") when a module has one.
+function render({ model, el }: RenderProps): () => void {
   const w = createWidget(model, el, { name: "weights" });
   const nL = () => Number(model.get("n_layers")) || 0;
   const nH = () => Number(model.get("n_heads")) || 0;

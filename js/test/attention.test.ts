@@ -489,3 +489,51 @@ describe("grid helpers", () => {
     ]);
   });
 });
+
+describe("AttentionGrid on a long prompt (pooled thumbnails)", () => {
+  /** Lower triangle of [count, n, n] row by row (what encode_tril sends). */
+  function tril(full: Float32Array, count: number, n: number): Float32Array {
+    const out: number[] = [];
+    for (let m = 0; m < count; m++) for (let q = 0; q < n; q++) for (let k = 0; k <= q; k++) out.push(full[m * n * n + q * n + k]);
+    return new Float32Array(out);
+  }
+
+  it("decodes triangles, asks for a focused head's full pattern and draws it with every token", async () => {
+    const P = 12; // tokens
+    const S = 3; // thumbnail side, 4 tokens a cell
+    const toks = Array.from({ length: P }, (_, i) => ` t${i}`);
+    const thumbs = fakePatterns(L, H, S);
+    const m = new FakeModel(
+      traits({
+        tokens: toks,
+        patterns: f16Bytes(tril(thumbs, L * H, S)),
+        patterns_meta: { dtype: "f16", shape: [L, H, (S * (S + 1)) / 2], scale: 1, offset: 0, layout: "tril", size: S, pos: P, pooled: true, bin: 4 },
+      }),
+    );
+    mount(m);
+    expect(tid("lw-summary")!.textContent).toContain("12 tokens");
+    m.set("focus", [1, 2]);
+    await tick();
+    const req = last(m.requests());
+    expect(req.kind).toBe("pattern");
+    expect(req.args).toEqual({ layer: 1, head: 2 });
+    expect(tid("lw-focus")!.hidden).toBe(true); // nothing drawn until the pattern comes
+    const fullPattern = fakePatterns(1, 1, P);
+    m.receive(
+      { type: "reply", id: req.id, ok: true, result: { layer: 1, head: 2, meta: { dtype: "f16", shape: [(P * (P + 1)) / 2], scale: 1, offset: 0, layout: "tril", size: P } } },
+      [f16Bytes(tril(fullPattern, 1, P))],
+    );
+    await tick();
+    await tick();
+    expect(tid("lw-focus")!.hidden).toBe(false);
+    const queries = ui.el.querySelectorAll<HTMLElement>('[data-testid="lw-query"]');
+    expect(queries.length).toBe(P);
+    queries[10].dispatchEvent(new MouseEvent("mouseover", { bubbles: true }));
+    const items = [...tid("lw-focus-info")!.querySelectorAll<HTMLElement>('[data-testid="lw-attend-item"]')];
+    // query 10 of the full pattern (not of a thumbnail): its top key and weight
+    expect(Number(items[0].dataset.index)).toBe(10 - ((0 + 0) % 2));
+    expect(Number(items[0].dataset.value)).toBeCloseTo(fullPattern[10 * P + 10], 3);
+    // the hovered token marks its thumbnail row (token 10 is in cell 2)
+    expect(tid<HTMLCanvasElement>("lw-grid")?.dataset.query ?? ui.el.querySelector<HTMLCanvasElement>("canvas")!.dataset.query).toBe("2");
+  });
+});
