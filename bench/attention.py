@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -51,7 +52,11 @@ def tl_ablate(model, tokens, layer: int, head: int) -> None:
 def widget_click(grid, kind: str, args: dict) -> dict:
     """One front-end request through the widget's own message handler (what a click does)."""
     replies = []
-    grid.send = lambda content, buffers=None: replies.append(content)
+
+    def send(content, buffers=None):
+        replies.append(dict(content, bytes=sum(len(b) for b in buffers or [])))
+
+    grid.send = send
     grid._on_msg(grid, {"type": "request", "id": "bench", "kind": kind, "args": args}, [])
     assert replies and replies[-1]["ok"], replies
     return replies[-1]
@@ -83,11 +88,55 @@ def bench(name: str, lens, prompt: str, layer: int, head: int, repeat: int, targ
     return rows
 
 
+def display_bytes(grid) -> int:
+    """Bytes one display of ``grid`` sends: every synced trait (buffers + JSON)."""
+    import json
+
+    total = 0
+    for name in grid.keys:
+        value = getattr(grid, name)
+        total += len(value) if isinstance(value, bytes) else len(json.dumps(value, default=str))
+    return total
+
+
+def long_prompts(lens, name: str, lengths: list[int]) -> None:
+    """The grid on long prompts: build time, bytes per display, focus request time, peak memory."""
+    import resource
+
+    words = ("the cat sat on the mat while a dog ran to the door and the bird sang in the tree " * 600).split()
+    for n in lengths:
+        prompt = " ".join(words[: n * 2])
+        tokens = lens.model.to_tokens(prompt)[0][: n]
+        prompt = lens.model.to_string(tokens[1:])
+        t0 = time.perf_counter()
+        grid = lens.attention(prompt)
+        build = time.perf_counter() - t0
+        T = len(grid.tokens)
+        t0 = time.perf_counter()
+        reply = widget_click(grid, "pattern", {"layer": lens.n_layers // 2, "head": 1})
+        focus = time.perf_counter() - t0
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"{name} long: {T} tokens, {lens.n_layers}x{lens.n_heads} heads: grid built in {build:.1f} s, "
+              f"display sends {display_bytes(grid) / 1e6:.2f} MB (bound 8 MB; thumbnails "
+              f"{grid.patterns_meta['size']}² {grid.patterns_meta['dtype']}), focus request {focus * 1000:.0f} ms "
+              f"({reply['bytes'] / 1e6:.2f} MB), peak RSS {rss:.0f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--no-smollm2", action="store_true")
+    parser.add_argument("--long", type=int, nargs="*", help="SmolLM2 grid on prompts of these token lengths only")
+    parser.add_argument("--llama32", type=int, default=0, help="a random 32x32 Llama-shaped model on this many tokens")
     args = parser.parse_args()
+    if args.llama32:
+        lens = lenswidget.Lens(models.random_hf("llama", n_layers=32, n_heads=32, n_kv_heads=8, d_model=256,
+                                                n_ctx=args.llama32 + 8))
+        long_prompts(lens, "llama32x32", [args.llama32])
+    if args.long:
+        long_prompts(lenswidget.Lens(models.smollm2()), "smollm2", args.long)
+    if args.long or args.llama32:
+        return
     repeat = 3 if args.quick else 10
     torch.manual_seed(0)
     print(machine_line())
