@@ -247,3 +247,11 @@ def test_encoder_decoder_and_one_layer_models_are_refused(toy_model):
 
     with pytest.raises(InputError, match="two layers"):
         composition_scores(models.random_hf("gpt2", n_layers=1), "k")
+
+
+def test_layer_weight_equals_the_stacked_weights(tiny_hf_model):
+    from lenswidget.analysis.weights import head_weights, layer_weight
+
+    stacked = head_weights(tiny_hf_model)
+    for name in ("W_Q", "W_K", "W_V", "W_O"):
+        assert torch.equal(layer_weight(tiny_hf_model, name, 1), stacked[name][1])

@@ -76,6 +76,19 @@ def head_weights(model: Any) -> dict[str, torch.Tensor]:
         }
 
 
+def layer_weight(model: Any, name: str, layer: int) -> torch.Tensor:
+    """One layer's ``W_Q`` / ``W_K`` / ``W_V`` [n_heads, d_model, d_head] or ``W_O`` [n_heads,
+    d_head, d_model], float32, K/V expanded to the query heads: ``model.<name>[layer]`` without
+    stacking every layer (what a click needs)."""
+    n_heads = int(model.cfg.n_heads)
+    try:
+        w = getattr(model.blocks[layer].attn, name)
+        w = model._reshape_o(w) if name == "W_O" else model._reshape_qkv(w)
+    except (AttributeError, TypeError, IndexError):
+        w = getattr(model, name)[layer]
+    return _expand(w.detach().float()[None], n_heads)[0]
+
+
 # ---------------------------------------------------------------------------------- composition
 @dataclass(frozen=True)
 class Composition:
@@ -343,10 +356,9 @@ def ov_circuit(model: Any, layer: int, head: int, source_tokens: Any, k: int = 1
     _check_model(model)
     layer, head = check_head(model, layer, head)
     ids = _source_ids(model, source_tokens)
-    n_heads = int(model.cfg.n_heads)
     with torch.no_grad():
-        v = _expand(model.W_V.detach().float()[layer][None], n_heads)[0, head]  # [d_model, d_head]
-        ov_u = v @ (model.W_O.detach().float()[layer, head] @ model.W_U.detach().float())  # [d_model, d_vocab]
+        v = layer_weight(model, "W_V", layer)[head]  # [d_model, d_head]
+        ov_u = v @ (layer_weight(model, "W_O", layer)[head] @ model.W_U.detach().float())  # [d_model, d_vocab]
     return _table(model, f"ov {head_label(layer, head)}", head_label(layer, head), ids, ov_u, k)
 
 
@@ -375,11 +387,10 @@ def qk_circuit(model: Any, layer: int, head: int, tokens: Any, *, positional: bo
     _check_model(model)
     layer, head = check_head(model, layer, head)
     ids = _source_ids(model, tokens)
-    n_heads = int(model.cfg.n_heads)
     with torch.no_grad():
         x = model.W_E.detach().float()[ids.to(model.W_E.device)]
         if positional and getattr(model.cfg, "positional_embedding_type", "") == "standard":
             x = x + model.W_pos.detach().float()[: ids.numel()]
-        q = x @ model.W_Q.detach().float()[layer, head]
-        k = x @ _expand(model.W_K.detach().float()[layer][None], n_heads)[0, head]
+        q = x @ layer_weight(model, "W_Q", layer)[head]
+        k = x @ layer_weight(model, "W_K", layer)[head]
         return (q @ k.T).cpu()
