@@ -255,3 +255,16 @@ def test_layer_weight_equals_the_stacked_weights(tiny_hf_model):
     stacked = head_weights(tiny_hf_model)
     for name in ("W_Q", "W_K", "W_V", "W_O"):
         assert torch.equal(layer_weight(tiny_hf_model, name, 1), stacked[name][1])
+
+
+def test_group_edges_take_the_largest_query_head_of_each_kv_group():
+    from lenswidget import models
+
+    model = models.random_hf("llama", n_heads=4, n_kv_heads=2)
+    comp = composition_scores(model, "k")
+    edges = comp.group_edges(2)
+    assert len(edges) == 4 * 2
+    assert edges["L0H1->L1KV1.k"] == pytest.approx(max(comp.score("L0H1", "L1H2"), comp.score("L0H1", "L1H3")))
+    assert comp.score("L0H1", "L1H2") != pytest.approx(comp.score("L0H1", "L1H3"))
+    with pytest.raises(InputError):
+        composition_scores(model, "q").group_edges(2)

@@ -142,6 +142,20 @@ class Composition:
         n = len(self.labels)
         return {f"{self.labels[int(i) // n]}->{self.labels[int(i) % n]}.{self.kind}": float(flat[i]) for i in idx}
 
+    def group_edges(self, n_kv_heads: int) -> dict[str, float]:
+        """For a grouped-query model, edges into key/value groups as the circuit graph names them:
+        ``{"L0H3->L1KV0.k": score}``, the largest score over the query heads sharing the group
+        (each query head reads the group's keys / values through its own W_Q / W_O)."""
+        n_layers, n_heads = self.scores.shape[:2]
+        if self.kind == "q" or n_kv_heads <= 0 or n_heads % n_kv_heads:
+            raise InputError(f"Key/value-group edges need kind 'k' or 'v' and n_heads divisible by n_kv_heads, got {self.kind!r}, {n_kv_heads}.")
+        grouped = self.scores.reshape(n_layers, n_heads, n_layers, n_kv_heads, n_heads // n_kv_heads).amax(-1)
+        out = {}
+        for l1, h1, l2, g in torch.nonzero(torch.ones_like(grouped, dtype=torch.bool)).tolist():
+            if l1 < l2:
+                out[f"L{l1}H{h1}->L{l2}KV{g}.{self.kind}"] = float(grouped[l1, h1, l2, g])
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
     def top(self, n: int = 5) -> list[tuple[str, str, float]]:
         """The ``n`` highest-scoring pairs as ``[("L0H3", "L1H2", 0.31), ...]``."""
         return [(e.split("->")[0], e.split("->")[1].split(".")[0], s) for e, s in list(self.edges().items())[:n]]
