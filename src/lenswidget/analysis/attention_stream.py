@@ -100,9 +100,8 @@ def layer_scores(pattern: torch.Tensor, idx: dict[str, tuple[torch.Tensor, torch
     denom = pattern.sum(dim=(-1, -2))
     rows = []
     for name in SCORE_NAMES:
-        if name == "entropy":
-            p = pattern.clamp_min(0)
-            rows.append((-(p * torch.log(p.clamp_min(1e-30))).sum(-1)).mean(-1))
+        if name == "entropy":  # -p log p, 0 at p = 0, in one pass (patterns are >= 0)
+            rows.append(torch.special.entr(pattern.clamp_min(0) if pattern.min() < 0 else pattern).sum(-1).mean(-1))
         elif name == "first_token":
             rows.append(pattern[..., 0].sum(-1) / denom)
         else:
@@ -129,7 +128,9 @@ def pool_pattern(pattern: torch.Tensor, size: int) -> torch.Tensor:
         return pattern
     lead = pattern.shape[:-2]
     pad = side * k - pos
-    flat = F.pad(pattern.reshape(-1, 1, pos, pos), (0, pad, 0, pad))
+    flat = pattern.reshape(-1, 1, pos, pos)
+    if pad:
+        flat = F.pad(flat, (0, pad, 0, pad))
     return F.max_pool2d(flat, k).reshape(*lead, side, side)
 
 
