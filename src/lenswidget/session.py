@@ -151,13 +151,36 @@ class Lens:
         return check_head(self.model, layer, head)
 
     # ------------------------------------------------------------------ runs
+    #: :meth:`run` refuses inputs whose full activation cache would be larger than this
+    max_cache_bytes: int = 6 * 1024**3
+
+    def cache_bytes(self, batch: int, pos: int) -> int:
+        """About how many bytes :meth:`run`'s full activation cache of ``batch`` x ``pos`` tokens
+        takes: per layer two [heads, pos, pos] tensors (scores, pattern) and ~16 d_model + 3 d_mlp
+        wide activations, float32."""
+        cfg = self.cfg
+        d_mlp = int(getattr(cfg, "d_mlp", 0) or 4 * int(cfg.d_model))
+        per_layer = 2 * self.n_heads * pos * pos + pos * (16 * int(cfg.d_model) + 3 * d_mlp)
+        return 4 * batch * self.n_layers * per_layer
+
     def run(self, tokens: torch.Tensor) -> Run:
-        """A forward pass with the full activation cache, memoised for the last few inputs."""
+        """A forward pass with the full activation cache, memoised for the last few inputs.
+
+        Raises :class:`InputError` when that cache would exceed :attr:`max_cache_bytes` (a
+        4,000-token prompt on SmolLM2 would need ~35 GB); the attention grid streams instead."""
         key = tuple(int(t) for t in tokens.reshape(-1).tolist()) + (int(tokens.shape[0]),)
         hit = self._runs.get(key)
         if hit is not None:
             self._runs.move_to_end(key)
             return hit
+        need = self.cache_bytes(int(tokens.shape[0]), int(tokens.shape[-1]))
+        if need > self.max_cache_bytes:
+            raise InputError(
+                f"This input is {tokens.shape[-1]} tokens: its activation cache would take about "
+                f"{need / 1024**3:.1f} GiB, more than this lens allows ({self.max_cache_bytes / 1024**3:.1f} GiB, "
+                "Lens.max_cache_bytes). Shorten the prompt, or raise lens.max_cache_bytes if the memory is there.",
+                details={"n_tokens": int(tokens.shape[-1]), "cache_bytes": need},
+            )
         with torch.inference_mode():
             logits, cache = self.model.run_with_cache(tokens)
         run = Run(tokens=tokens, logits=logits, cache=cache)
