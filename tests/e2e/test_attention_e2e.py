@@ -174,3 +174,35 @@ def test_export_png_and_svg(lab, tmp_path):
         info.value.save_as(path)
         data = path.read_bytes()
         assert len(data) > 500 and check(data), (item, data[:80])
+
+
+def test_long_prompt_pooled_grid_focus_fetches_the_full_pattern(lab):
+    """A prompt longer than the thumbnails: the grid shows pooled thumbnails; focusing a head asks
+    the kernel for its full pattern, drawn with every token; hover numbers equal Python's."""
+    page = lab.page
+    lab.open("quickstart.ipynb")
+    lab.run_all()
+    root = page.locator('[data-testid="lw-root"]').first
+    root.locator('[data-testid="lw-grid"]').wait_for(state="visible")
+    prompt = " ".join(["the cat sat on the mat . the dog ran to the door ."] * 8)
+    root.locator('[data-testid="lw-prompt"]').fill(prompt)
+    root.locator('[data-testid="lw-run"]').click()
+    lab.wait_python("grid.prompt == %r and grid.patterns_meta['pooled']" % prompt, True, timeout=60)
+    T = lab.python_json("len(grid.tokens)")
+    assert T > 64
+    grid = root.locator('[data-testid="lw-grid"]')
+    _click_cell(grid, 1, 0)
+    focus = root.locator('[data-testid="lw-focus"]')
+    focus.wait_for(state="visible", timeout=20_000)
+    assert focus.get_attribute("data-head") == "1,0"
+    queries = root.locator('[data-testid="lw-query"]')
+    assert queries.count() == T  # the full pattern, not the thumbnail
+    q = T - 3
+    queries.nth(q).hover()
+    items = root.locator('[data-testid="lw-attend-item"]')
+    items.first.wait_for(state="attached")
+    drawn = items.evaluate_all("els => els.map(e => [Number(e.dataset.index), Number(e.dataset.value)])")
+    row = lab.python_json(f"grid.pattern(1, 0)[{q}].tolist()")
+    for k, value in drawn:
+        assert value == pytest.approx(row[k], abs=2e-3)
+    assert drawn[0][1] == pytest.approx(max(row), abs=2e-3)
