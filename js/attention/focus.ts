@@ -61,6 +61,9 @@ export class FocusPanel {
   private locked: Mark | null = null;
   private scale: ColorScale = sequential("light");
   private lastQuery: number | null = null;
+  private readonly find: HTMLInputElement;
+  private readonly scroller: HTMLElement;
+  private cell = 16;
 
   constructor(private readonly opts: FocusPanelOptions) {
     this.title = h("h3", { class: "lw-focus-title", testid: "lw-focus-title" });
@@ -111,6 +114,17 @@ export class FocusPanel {
       h("span", { text: "key →" }),
       h("span", { text: "query ↓" }),
     ]);
+    // Find a token (long prompts): Enter locks the next query whose text contains it and scrolls there.
+    this.find = h("input", {
+      class: "lw-input lw-find",
+      testid: "lw-find",
+      attrs: { type: "search", placeholder: "Find token…", "aria-label": "Find a token in the pattern" },
+    }) as HTMLInputElement;
+    this.find.addEventListener("keydown", (ev) => {
+      if (ev.key !== "Enter") return;
+      ev.preventDefault();
+      this.findNext(this.find.value);
+    });
     const scroller = h("div", { class: "lw-pattern-scroll" }, [
       h("div", { class: "lw-pattern" }, [corner, this.keys.el, this.queries.el, this.heatmap.canvas]),
     ]);
@@ -119,6 +133,7 @@ export class FocusPanel {
         this.title,
         this.hook,
         h("span", { class: "lw-spacer" }),
+        this.find,
         this.ablateBtn,
         this.clearBtn,
         close,
@@ -127,7 +142,29 @@ export class FocusPanel {
       scroller,
       this.info,
     ]);
+    this.scroller = scroller;
     this.el.hidden = true;
+  }
+
+  /** Lock the next query token (after the locked one, wrapping) whose text contains `text`
+   * (case-insensitive) and scroll its row into view; returns its index, or null. */
+  findNext(text: string): number | null {
+    const needle = text.toLowerCase();
+    if (!needle || !this.T) return null;
+    const start = this.locked?.axis === "row" ? this.locked.index + 1 : 0;
+    for (let n = 0; n < this.T; n++) {
+      const i = (start + n) % this.T;
+      if ((this.tokens[i] ?? "").toLowerCase().includes(needle)) {
+        this.locked = { axis: "row", index: i };
+        this.update();
+        const y = this.heatmap.layout.originY + i * this.cell;
+        this.scroller.scrollTop = Math.max(0, y - this.scroller.clientHeight / 2);
+        this.el.dataset.found = String(i);
+        return i;
+      }
+    }
+    this.el.dataset.found = "";
+    return null;
   }
 
   /** Show head (l, h): its [T, T] pattern (a view, not copied), token strings and score line. */
@@ -187,6 +224,7 @@ export class FocusPanel {
   /** Lay out for about `width` CSS px of pattern. */
   setWidth(width: number): void {
     const cell = patternCellSize(this.T, width);
+    this.cell = cell;
     this.heatmap.setCellSize(cell);
     const origin = this.heatmap.layout.originX;
     this.queries.setSize(cell, origin);

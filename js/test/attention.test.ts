@@ -537,3 +537,25 @@ describe("AttentionGrid on a long prompt (pooled thumbnails)", () => {
     expect(tid<HTMLCanvasElement>("lw-grid")?.dataset.query ?? ui.el.querySelector<HTMLCanvasElement>("canvas")!.dataset.query).toBe("2");
   });
 });
+
+describe("focus panel find box", () => {
+  it("Enter locks the next query token containing the text, wrapping; its top keys are listed", async () => {
+    const m = new FakeModel(traits({ focus: [0, 1] }));
+    mount(m);
+    const find = tid<HTMLInputElement>("lw-find")!;
+    find.value = "CAT";
+    find.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+    expect(tid("lw-focus")!.dataset.locked).toBe("row:2");
+    expect(tid("lw-focus")!.dataset.found).toBe("2");
+    const items = tid("lw-focus-info")!.querySelectorAll('[data-testid="lw-attend-item"]');
+    expect(items.length).toBeGreaterThan(0);
+    find.value = "t"; // after 2: "<img ... alert(1)>" (3), then wraps to " The" (1)
+    find.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+    expect(tid("lw-focus")!.dataset.locked).toBe("row:3");
+    find.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+    expect(tid("lw-focus")!.dataset.locked).toBe("row:1");
+    find.value = "zzz";
+    find.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+    expect(tid("lw-focus")!.dataset.found).toBe("");
+  });
+});
