@@ -270,6 +270,14 @@ class LensWidget(anywidget.AnyWidget):
         with self.lens.computation(f"{type(self).__name__}.{name}"):
             return fn()
 
+    # ------------------------------------------------------------------ static export
+    def save_html(self, path: Any, title: str | None = None) -> pathlib.Path:
+        """Save the current view as one self-contained HTML file (no CDN, no kernel): what is
+        drawn, with hover and focus; actions that need the model say so. Returns the path."""
+        from ._html import save_html
+
+        return save_html(self, path, title)
+
     # ------------------------------------------------------------------ python-side errors
     def _python_call(self, fn: Callable[[], Any]) -> Any:
         """Run a public method's body: on a :class:`LensError`, show it in the view, then raise."""
