@@ -13,7 +13,7 @@ Targets (issue 8), measured in the same run:
 Cases: the factual pair ("The Eiffel Tower is located in the city of" -> " Paris" vs "The
 Colosseum ..." -> " Rome", 11 tokens) and a batch of 8 prompts of 100 tokens (different
 89-token lead-ins before the same pair). "One forward" is ``model(tokens)`` without gradients
-(full logits), median of three. Memory is the process's peak resident set above its level before
+(full logits), median of three; EAP is the best of two after a warm-up call, the rest one run. Memory is the process's peak resident set above its level before
 the call (sampled every 2 ms; on CUDA ``max_memory_allocated``). ``--quick``: the pair only.
 """
 
@@ -110,7 +110,8 @@ def forward_seconds(model, tokens) -> float:
 
 def run_case(name, model, clean, corrupted, metric, exact_sample: int):
     fwd = forward_seconds(model, clean)
-    t_eap, _ = timed(lambda: edge_attribution(model, clean, corrupted, metric, method="eap"))
+    edge_attribution(model, clean, corrupted, metric, method="eap")  # warm-up (first hooked runs)
+    t_eap = min(timed(lambda: edge_attribution(model, clean, corrupted, metric, method="eap"))[0] for _ in range(2))
     t_ig, ig, mem = peak_extra_bytes(lambda: edge_attribution(model, clean, corrupted, metric, method="eap-ig", steps=5))
     t_curve, curve = timed(lambda: faithfulness_curve(model, clean, corrupted, metric, ig))
     graph = ig.graph

@@ -338,3 +338,10 @@ def test_eap_ig_is_the_same_when_its_steps_are_split_over_batches(monkeypatch, i
     split = edge_attribution(model, clean, corrupted, metric, method="eap-ig", steps=5)
     torch.testing.assert_close(split.scores, whole.scores, atol=1e-5, rtol=1e-4)
     assert split.clean_value == pytest.approx(whole.clean_value) and split.corrupted_value == pytest.approx(whole.corrupted_value)
+    monkeypatch.setattr(ep, "SHARED_CLEAN_TOKENS", 0)  # the clean run on its own, without gradients
+    alone = edge_attribution(model, clean, corrupted, metric, method="eap-ig", steps=5)
+    torch.testing.assert_close(alone.scores, whole.scores, atol=1e-5, rtol=1e-4)
+    curve = faithfulness_curve(model, clean, corrupted, metric, alone, fractions=[0.5])
+    assert float(curve.faithfulness[0]) == pytest.approx(
+        (circuit_metric(model, clean, corrupted, metric, [e for e, _ in alone.top(40)]) - curve.m_empty)
+        / (curve.m_full - curve.m_empty), abs=1e-5)

@@ -342,6 +342,8 @@ def _evaluate_rows(runs: Runs, masks: torch.Tensor, mode: str, metric: Any) -> t
 # ------------------------------------------------------------------ gradients (EAP, EAP-IG)
 # tokens one gradient batch may hold (its activations are kept for the backward pass)
 MAX_GRAD_TOKENS = 2048
+# up to this many tokens, the clean run shares the first gradient batch
+SHARED_CLEAN_TOKENS = 512
 
 
 def _rows(store: dict, start: int, stop: int) -> dict:
@@ -369,13 +371,22 @@ def gradient_scores(model: Any, graph: ComponentGraph, clean: torch.Tensor, corr
     dev = corrupted.device
     scores = torch.zeros(graph.n_edges, dtype=torch.float32, device=dev)
     per = max(1, MAX_GRAD_TOKENS // (n * p))
-    # row groups of n prompts: "clean", then one per alpha; the first batch holds clean and alpha 0
-    items: list = ["clean"] + list(alphas)
-    first = max(2, per)
+    # row groups of n prompts: "clean", then one per alpha; the opening batch holds alpha 0 (and,
+    # for a short prompt, where a batch costs what reading the weights costs, the clean run too:
+    # a longer clean run goes alone, without gradients, as its rows would double the backward)
+    small = 2 * n * p <= SHARED_CLEAN_TOKENS
+    items: list = (["clean"] if small else []) + list(alphas)
+    first = max(2 if small else 1, per)
     batches = [items[:first]] + [items[k : k + per] for k in range(first, len(items), per)]
     ctx: dict = {}
     rec: dict = {}
     blocks: list = [None] * graph.n_layers
+    if not small:
+        store_c: dict = {}
+        with torch.no_grad(), model.hooks(fwd_hooks=recording_hooks(graph, weights, store_c)):
+            rec["m_clean"] = eval_metric(metric, model(clean))
+        rec["clean"] = store_c
+    co = n if small else 0  # where the corrupted rows sit in the opening batch
 
     def contract(layer: int, kind: str, steps: torch.Tensor):
         first_r, count, n_up = groups[(layer, kind)]
@@ -396,8 +407,10 @@ def gradient_scores(model: Any, graph: ComponentGraph, clean: torch.Tensor, corr
 
         def embed_hook(x: torch.Tensor, hook: Any = None) -> torch.Tensor:
             x = x.detach()
-            if "embeds" not in rec:  # the opening batch: rows 0..n clean, n..2n corrupted
-                rec["embeds"] = (x[n : 2 * n].clone(), x[:n] - x[n : 2 * n])
+            if "embeds" not in rec:  # the opening batch: corrupted rows at co, clean rows at 0 or cached
+                c0 = x[co : co + n].clone()
+                e1 = x[:n] if small else rec["clean"][("pre", 0)]
+                rec["embeds"] = (c0, e1 - c0)
             if any(a not in ("clean", 0.0) for a in batch):
                 c0, d0 = rec["embeds"]
                 x = torch.cat([x[i * n : (i + 1) * n] if a in ("clean", 0.0) else c0 + a * d0 for i, a in enumerate(batch)])
@@ -449,11 +462,13 @@ def gradient_scores(model: Any, graph: ComponentGraph, clean: torch.Tensor, corr
                     part = logits[i * n : (i + 1) * n]
                     values[a] = eval_metric(metric, part.detach()) if a == "clean" else grad_metric(part)
                 if opening:
-                    rec["clean"], rec["corr"] = _rows(store, 0, n), _rows(store, n, 2 * n)
-                    rec["m_clean"], rec["m_corr"] = values["clean"], float(values[0.0].detach())
+                    rec["corr"] = _rows(store, co, co + n)
+                    if small:
+                        rec["clean"], rec["m_clean"] = _rows(store, 0, n), values["clean"]
+                    rec["m_corr"] = float(values[0.0].detach())
                     for i, (args, kwargs) in enumerate(captured):
-                        blocks[i] = (_map_batch(args, lambda t: t[n : 2 * n], N),
-                                     {k: _map_batch(v, lambda t: t[n : 2 * n], N) for k, v in kwargs.items()})
+                        blocks[i] = (_map_batch(args, lambda t: t[co : co + n], N),
+                                     {k: _map_batch(v, lambda t: t[co : co + n], N) for k, v in kwargs.items()})
                     out_clean, out_corr = stack_outputs(graph, rec["clean"]), stack_outputs(graph, rec["corr"])
                     check_additive(graph, out_clean, out_corr, rec["clean"][("final", 0)], rec["corr"][("final", 0)])
                     ctx["delta"] = out_clean - out_corr
