@@ -186,8 +186,12 @@ def edge_attribution(
     graph = component_graph(model)
     if method == "exact":
         runs = ep.prepare(model, graph, c, r, metric)
-        eye = torch.eye(graph.n_edges, dtype=torch.bool, device=c.device)
-        values = ep.evaluate(runs, eye, "patch", metric)
+        values = torch.empty(graph.n_edges, dtype=torch.float64)
+        for s in range(0, graph.n_edges, 256):  # one-hot masks a block of edges at a time
+            idx = torch.arange(s, min(s + 256, graph.n_edges))
+            masks = torch.zeros(len(idx), graph.n_edges, dtype=torch.bool)
+            masks[torch.arange(len(idx)), idx] = True
+            values[idx] = ep.evaluate(runs, masks, "patch", metric)
         scores = (values - runs.m_corr).to(torch.float32).to(c.device)
         return EdgeScores(graph, scores, method, 1, runs.m_clean, runs.m_corr, runs)
     n = 1 if method == "eap" else steps
