@@ -253,3 +253,20 @@ def test_too_long_prompt_is_refused_and_state_kept(grid, monkeypatch):
     assert (grid.prompt, grid.patterns) == before and "at most 10" in grid.error["message"]
     monkeypatch.setattr(mod, "MAX_TOKENS", 4096)
     assert grid.run("the dog ran") is not None
+
+
+def test_widgets_do_not_import_the_session_at_run_time():
+    """session.py builds widgets; widgets check a lens by shape (base.LensLike) and import Lens
+    only for type checking, so there is no import circle."""
+    import ast
+    import pathlib
+
+    import lenswidget.widgets as pkg
+
+    for path in pathlib.Path(pkg.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:  # module level, outside `if TYPE_CHECKING:`
+            if isinstance(node, ast.ImportFrom) and node.module == "session":
+                raise AssertionError(f"{path.name} imports ..session at run time")
+    with pytest.raises(TypeError, match="needs a lenswidget.Lens"):
+        AttentionGrid(object(), PROMPT)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import InputError
-from ..session import Lens
+if TYPE_CHECKING:  # widgets check the lens through base.LensLike: no import circle with session.py
+    from ..session import Lens
 
 
 def resample_tokens(lens: Lens, prompts: Any, tokens: torch.Tensor, *, what: str = "prompt") -> torch.Tensor:

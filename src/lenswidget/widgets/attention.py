@@ -5,7 +5,7 @@ Mirrors ``js/attention.ts``. Traits and requests are listed in docs/protocol.md.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import traitlets
@@ -16,7 +16,8 @@ from ..analysis.heads import SCORE_NAMES, HeadScores
 from ..encode import encode_tensor, encode_tril
 from ..errors import InputError
 from ..selection import Selection
-from ..session import Lens
+if TYPE_CHECKING:  # widgets check the lens through base.LensLike: no import circle with session.py
+    from ..session import Lens
 from ._resample import resample_tokens
 from .base import LensWidget, Request, bundle
 

@@ -21,13 +21,14 @@ import threading
 import traceback
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
 import anywidget
 import traitlets
 
 from ..errors import Cancelled, LensError, ProtocolError
-from ..session import Lens
+if TYPE_CHECKING:  # the session builds widgets; widgets check a lens by its shape (LensLike)
+    from ..session import Lens
 
 log = logging.getLogger("lenswidget")
 
@@ -57,6 +58,21 @@ def bundle_missing(name: str) -> str | None:
     """The message about a missing bundle, or None when it is there."""
     path = STATIC / name
     return None if path.exists() else _MISSING.format(name=name, dir=STATIC)
+
+
+@runtime_checkable
+class LensLike(Protocol):
+    """What a widget needs of a lens (:class:`lenswidget.Lens` is one): checked by shape, so
+    ``widgets`` need not import ``session`` (which builds widgets) at run time."""
+
+    model: Any
+
+    def tokenize(self, prompt: str, *, what: str = "prompt") -> Any: ...
+    def str_tokens(self, tokens: Any) -> list[str]: ...
+    def check_head(self, layer: Any, head: Any) -> tuple[int, int]: ...
+    def run(self, tokens: Any) -> Any: ...
+    def computation(self, name: str, *, wait: bool = True) -> Any: ...
+    def observe_selection(self, callback: Any) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -146,7 +162,7 @@ class LensWidget(anywidget.AnyWidget):
     _BUNDLE: str = ""
 
     def __init__(self, lens: Lens, **kwargs: Any) -> None:
-        if not isinstance(lens, Lens):
+        if not isinstance(lens, LensLike):
             raise TypeError(f"{type(self).__name__} needs a lenswidget.Lens, got {type(lens).__name__}.")
         own = set(self.class_own_traits(sync=True)) | set(LensWidget.class_own_traits(sync=True))
         unknown = sorted(k for k in kwargs if k not in own)

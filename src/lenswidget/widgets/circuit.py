@@ -12,14 +12,15 @@ logit attribution and, for a head, its attention from the answer position.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import traitlets
 
 from ..analysis.metrics import logit_diff_metric
 from ..errors import InputError
-from ..session import Lens
+if TYPE_CHECKING:  # widgets check the lens through base.LensLike: no import circle with session.py
+    from ..session import Lens
 from ._circuit_work import CircuitWork, check_method, check_steps
 from .base import LensWidget, Progress, Request, bundle
 

@@ -6,7 +6,7 @@ Mirrors ``js/logit_lens.ts``; traits and requests are in docs/protocol.md.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,7 +20,8 @@ from ..analysis.text import str_tokens
 from ..encode import encode_tensor
 from ..errors import InputError
 from ..selection import Selection
-from ..session import Lens
+if TYPE_CHECKING:  # widgets check the lens through base.LensLike: no import circle with session.py
+    from ..session import Lens
 from ._resample import resample_tokens
 from .base import LensWidget, Request, bundle
 

@@ -12,7 +12,7 @@ the model with exactly that patch and shows each pair's value.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import traitlets
@@ -25,7 +25,8 @@ from ..analysis.patching import SITES, PatchResult, patch_one, patch_sweep, requ
 from ..analysis.text import top_tokens
 from ..encode import encode_tensor
 from ..errors import InputError, LensError
-from ..session import Lens
+if TYPE_CHECKING:  # widgets check the lens through base.LensLike: no import circle with session.py
+    from ..session import Lens
 from ._pairs import PromptPairs, Texts, pair_rows, parse_pairs
 from ._patching_results import (
     convert,
