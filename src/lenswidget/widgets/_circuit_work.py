@@ -10,7 +10,7 @@ one shown intact.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -19,7 +19,8 @@ from ..analysis.dla import direct_logit_attribution
 from ..analysis.promoted import promoted_tokens
 from ..encode import encode_tensor
 from ..errors import Cancelled, InputError
-from ..session import Lens
+if TYPE_CHECKING:  # widgets check the lens through base.LensLike: no import circle with session.py
+    from ..session import Lens
 from ._circuit_data import Edge, parse_edge, prune
 
 ProgressFn = Callable[[int, int, str], Any]

@@ -8,7 +8,7 @@ Mirrors ``js/weights.ts``; traits and requests are in docs/protocol.md (WeightsV
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import traitlets
@@ -18,7 +18,8 @@ from ..analysis.hooks import act_name, head_label
 from ..analysis.weights import KINDS, Composition, all_composition_scores, copying_scores, ov_circuit, qk_circuit
 from ..encode import encode_tensor
 from ..errors import InputError, LensError
-from ..session import Lens
+if TYPE_CHECKING:  # widgets check the lens through base.LensLike: no import circle with session.py
+    from ..session import Lens
 from .base import LensWidget, Request, bundle
 
 _LABEL = re.compile(r"^L(\d+)H(\d+)$")

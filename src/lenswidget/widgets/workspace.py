@@ -14,15 +14,18 @@ but not ipywidgets containers (marimo), show the parts one by one (``ws.patching
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets
 
-from ..session import Lens
 from ._pairs import parse_pairs
 from .attention import AttentionGrid
+from .base import LensLike
 from .logit_lens import LogitLensTable
 from .patching import PatchingHeatmap
+
+if TYPE_CHECKING:  # widgets check the lens through base.LensLike: no import circle with session.py
+    from ..session import Lens
 
 TITLES = {
     "patching": "Activation patching: click a head cell (or a top-components row) to show that head below",
@@ -61,7 +64,7 @@ class Workspace(ipywidgets.VBox):
         sweep: bool = False,
         circuit: bool | None = None,
     ) -> None:
-        if not isinstance(lens, Lens):
+        if not isinstance(lens, LensLike):
             raise TypeError(f"Workspace needs a lenswidget.Lens, got {type(lens).__name__}.")
         self.lens = lens
         pairs = parse_pairs(lens, clean, corrupted, answer, wrong)  # says which pair is wrong, if one is
