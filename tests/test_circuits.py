@@ -330,15 +330,15 @@ def test_bad_input_is_an_input_error(case):
 
 
 def test_eap_ig_is_the_same_when_its_steps_are_split_over_batches(monkeypatch, induction):
-    from lenswidget.analysis import _edge_patching as ep
+    from lenswidget.analysis import _edge_gradients as eg
 
     model, clean, corrupted, metric = induction
     whole = edge_attribution(model, clean, corrupted, metric, method="eap-ig", steps=5)
-    monkeypatch.setattr(ep, "MAX_GRAD_TOKENS", clean.numel())  # one row group per batch
+    monkeypatch.setattr(eg, "MAX_GRAD_TOKENS", clean.numel())  # one row group per batch
     split = edge_attribution(model, clean, corrupted, metric, method="eap-ig", steps=5)
     torch.testing.assert_close(split.scores, whole.scores, atol=1e-5, rtol=1e-4)
     assert split.clean_value == pytest.approx(whole.clean_value) and split.corrupted_value == pytest.approx(whole.corrupted_value)
-    monkeypatch.setattr(ep, "SHARED_CLEAN_TOKENS", 0)  # the clean run on its own, without gradients
+    monkeypatch.setattr(eg, "SHARED_CLEAN_TOKENS", 0)  # the clean run on its own, without gradients
     alone = edge_attribution(model, clean, corrupted, metric, method="eap-ig", steps=5)
     torch.testing.assert_close(alone.scores, whole.scores, atol=1e-5, rtol=1e-4)
     curve = faithfulness_curve(model, clean, corrupted, metric, alone, fractions=[0.5])

@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import InputError
+from . import _edge_gradients as eg
 from . import _edge_patching as ep
 from ._circuit_graph import ComponentGraph, Reader, component_graph
 from .patching import Metric, TokensLike, check_inputs
@@ -195,7 +196,7 @@ def edge_attribution(
         scores = (values - runs.m_corr).to(torch.float32).to(c.device)
         return EdgeScores(graph, scores, method, 1, runs.m_clean, runs.m_corr, runs)
     n = 1 if method == "eap" else steps
-    scores, runs = ep.gradient_scores(model, graph, c, r, metric, [k / n for k in range(n)])
+    scores, runs = eg.gradient_scores(model, graph, c, r, metric, [k / n for k in range(n)])
     return EdgeScores(graph, scores, method, n, runs.m_clean, runs.m_corr, runs)
 
 
