@@ -53,12 +53,20 @@ def toy_pair(toy_model):
 
 
 def hf_pair(model, n_prompts: int = 2, length: int = 5, seed: int = 0):
+    """Prompts that differ at every position: on ``strong_hf_model`` every site then moves the
+    metric by > 0.1, three orders of magnitude above ATOL."""
     gen = torch.Generator().manual_seed(seed)
     vocab = int(model.cfg.d_vocab)
     clean = torch.randint(4, vocab, (n_prompts, length), generator=gen)
-    corrupted = clean.clone()
-    corrupted[:, 1:3] = torch.randint(4, vocab, (n_prompts, 2), generator=gen)
+    corrupted = torch.randint(4, vocab, (n_prompts, length), generator=gen)
     return clean, corrupted, logit_diff_metric([5, 6][:n_prompts], [7, 8][:n_prompts])
+
+
+def assert_moves(ours: PatchResult, min_effect: float = 100 * ATOL) -> None:
+    """The test can fail: some cell of the sweep is far (> 100 x ATOL) from the unpatched run,
+    so returning the unpatched value everywhere would not pass."""
+    effect = (ours.values - ours.baseline_value).abs().amax().item()
+    assert effect > min_effect, (ours.site, effect)
 
 
 TOY_SITES = [s for s, spec in SITES.items() if not spec.is_composite and s not in ("resid_mid", "mlp_out")]
@@ -135,32 +143,39 @@ def test_later_batches_skip_the_blocks_before_the_patch(toy_pair):
     assert res.stats["block_tokens"] < full_cost
 
 
-@pytest.mark.parametrize("site", ["resid_pre", "mlp_out", "attn_head_k_by_pos"])
-def test_hf_architectures_match_transformer_lens(tiny_hf_model, site):
-    model = tiny_hf_model
+HF_SITES = ["resid_pre", "mlp_out", "attn_head_k_by_pos", "attn_head_q_by_pos"]
+
+
+@pytest.mark.parametrize("site", HF_SITES)
+def test_hf_architectures_match_transformer_lens(strong_hf_model, site):
+    model = strong_hf_model
     clean, corrupted, metric = hf_pair(model)
     ours = patch_sweep(model, clean, corrupted, metric, site, batch_size=3)
     assert_matches(ours, tl_reference(model, clean, corrupted, metric, site))
+    assert_moves(ours)
     assert ours.stats["engine"] == "fast" and ours.stats["fallback_reason"] == "", ours.stats
 
 
-def test_resid_mid_matches_or_is_refused(tiny_hf_model):
-    model = tiny_hf_model
+def test_resid_mid_is_refused_on_parallel_blocks(strong_hf_model):
+    """resid_mid against hand-written hooks (it differs from TransformerLens's on purpose):
+    tests/test_patching_sites.py. Pythia's attention and MLP read the same residual."""
+    model = strong_hf_model
     clean, corrupted, metric = hf_pair(model)
-    if model.cfg.parallel_attn_mlp:  # pythia: attention and MLP read the same residual
-        with pytest.raises(InputError, match="resid_mid"):
-            patch_sweep(model, clean, corrupted, metric, "resid_mid")
-        return
-    ours = patch_sweep(model, clean, corrupted, metric, "resid_mid")
-    assert_matches(ours, tl_reference(model, clean, corrupted, metric, "resid_mid"))
+    if not model.cfg.parallel_attn_mlp:
+        pytest.skip("sequential blocks: see test_patching_sites.py")
+    with pytest.raises(InputError, match="resid_mid.*parallel"):
+        patch_sweep(model, clean, corrupted, metric, "resid_mid")
 
 
-def test_grouped_query_heads_follow_transformer_lens(tiny_hf_model):
-    model = tiny_hf_model
+def test_grouped_query_heads_follow_transformer_lens(strong_hf_model):
+    model = strong_hf_model
     clean, corrupted, metric = hf_pair(model, n_prompts=1)
     ours = patch_sweep(model, clean, corrupted, metric, "attn_head_all_pos_every")
     _, cache = model.run_with_cache(clean)
     assert_matches(ours, tlp.get_act_patch_attn_head_all_pos_every(model, corrupted, cache, metric))
+    for part in range(len(ours.patch_types)):  # each of out, q, k, v, pattern moves the metric
+        effect = (ours.values[part] - ours.corrupted_value).abs().max().item()
+        assert effect > 100 * ATOL, (ours.patch_types[part], effect)
     kv = model.cfg.n_key_value_heads or model.cfg.n_heads
     k = patch_sweep(model, clean, corrupted, metric, "attn_head_k_all_pos")
     assert k.values.shape == (model.cfg.n_layers, kv)
@@ -194,9 +209,11 @@ def test_noise_direction_matches_a_hand_written_hook(toy_pair):
             expected = metric(model.run_with_hooks(clean, fwd_hooks=[(name, hook)])).item()
             assert res.values[cell].item() == pytest.approx(expected, abs=ATOL)
     # the clean and corrupted values are the unpatched runs, whatever the direction
-    assert res.clean_value == pytest.approx(metric(model(clean)).item(), abs=ATOL)
-    assert res.corrupted_value == pytest.approx(metric(model(corrupted)).item(), abs=ATOL)
-    assert res.baseline_value == res.clean_value
+    clean_run, corrupted_run = metric(model(clean)).item(), metric(model(corrupted)).item()
+    assert abs(clean_run - corrupted_run) > 100 * ATOL
+    assert res.clean_value == pytest.approx(clean_run, abs=ATOL)
+    assert res.corrupted_value == pytest.approx(corrupted_run, abs=ATOL)
+    assert res.baseline_value == pytest.approx(clean_run, abs=ATOL)  # noising patches the clean run
 
 
 def test_noise_direction_is_transformer_lens_with_the_roles_swapped(toy_pair):
@@ -288,11 +305,21 @@ def test_result_labels(toy_pair):
     assert res.hook == "blocks.{layer}.attn.hook_z"
     assert res.cell_hook((1, 2, 3)) == "blocks.1.attn.hook_z"
     assert "head 3" in res.cell_label((1, 2, 3))
+    # normalized() against a hand computation: one cell's hooked run and the two unpatched runs
+    _, cache = model.run_with_cache(clean)
+    name = act_name("z", 1)
+
+    def hook(z, hook):
+        z = z.clone()
+        z[:, 6, 3] = cache[name][:, 6, 3]
+        return z
+
+    patched = metric(model.run_with_hooks(corrupted, fwd_hooks=[(name, hook)])).item()
+    lo, hi = metric(model(corrupted)).item(), metric(model(clean)).item()
+    assert abs(patched - lo) > 100 * ATOL and abs(hi - lo) > 100 * ATOL
     norm = res.normalized()
     assert norm.shape == res.values.shape
-    torch.testing.assert_close(
-        norm, (res.values - res.corrupted_value) / (res.clean_value - res.corrupted_value)
-    )
+    assert norm[1, 6, 3].item() == pytest.approx((patched - lo) / (hi - lo), abs=ATOL)
 
 
 def test_text_prompts_are_tokenized(toy_model):

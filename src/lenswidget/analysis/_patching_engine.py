@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..errors import InputError
-from ._patching_sites import Site, cell_mask
+from ._patching_sites import Site, cell_mask, patch_hooks
 from .hooks import act_name
 
 Metric = Callable[[torch.Tensor], Any]
@@ -168,14 +168,14 @@ def _block_inputs(st: State, layer: int, rows: int) -> tuple[tuple, dict]:
 
 
 def _patch_hook(offset: int, site: Site, group: list, n: int, source: Any):
-    """A hook patching rows ``offset .. offset + len(group)*n`` of a batched activation: row
-    group ``k`` takes the source's values on cell ``group[k]``'s slice. ``source`` is a
+    """A patch of rows ``offset .. offset + len(group)*n`` of a batched activation (a function
+    ``act -> patched act``; ``patch_hooks`` turns it into the site's hooks): row group ``k`` takes the source's values on cell ``group[k]``'s slice. ``source`` is a
     ``[n, ...]`` tensor, or a ``(start, stop)`` row range of the same activation."""
     k = len(group)
     end = offset + k * n
     masks: dict = {}
 
-    def hook(act: torch.Tensor, hook: Any = None) -> torch.Tensor:
+    def patch(act: torch.Tensor) -> torch.Tensor:
         src = act[source[0] : source[1]] if isinstance(source, tuple) else source
         shape = act.shape[1:]
         mask = masks.get(shape)
@@ -187,7 +187,7 @@ def _patch_hook(offset: int, site: Site, group: list, n: int, source: Any):
             return new
         return torch.cat([act[:offset], new, act[end:]], dim=0)
 
-    return hook
+    return patch
 
 
 def _record_hook(store: dict, key: str, start: int, stop: int):
@@ -224,7 +224,7 @@ def _run_full(
     for layer, group in _groups(cells):
         name = act_name(site.act, layer)
         source = (n, 2 * n) if first else st.source_acts[name]
-        hooks.append((name, _patch_hook(offset, site, group, n, source)))
+        hooks.extend(patch_hooks(site, layer, _patch_hook(offset, site, group, n, source)))
         offset += len(group) * n
     parts = ([st.base_tokens, st.source_tokens] if first else []) + [
         st.base_tokens.repeat(len(cells), 1)
@@ -287,7 +287,7 @@ def _run_fast(model: Any, site: Site, st: State, cells: list, stats: Stats, chec
             base = st.base_acts[act_name("resid_pre", layer)]
             rows = base.repeat(len(group), *([1] * (base.ndim - 1)))
             src = st.source_acts[name]
-            hooks.append((name, _patch_hook(offset, site, group, n, src)))
+            hooks.extend(patch_hooks(site, layer, _patch_hook(offset, site, group, n, src)))
         entries.setdefault(entry_stage(site, group[0]), []).append(rows)
         offset += len(group) * n
 

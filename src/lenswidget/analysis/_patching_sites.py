@@ -4,13 +4,25 @@ activation that one cell of the result replaces. Shared by ``patching`` and ``at
 A site mirrors one ``transformer_lens.patching.get_act_patch_{site}`` function: the same hook
 (``activation_name``), the same result axes in the same order (``index_axis_names``) and the same
 patch setter (which slice of the activation one cell replaces).
+
+One site is patched differently from TransformerLens, on purpose: ``resid_mid``. On a
+``TransformerBridge`` the hook ``blocks.L.hook_resid_mid`` sits on the MLP's input only; the skip
+connection adds the unhooked sum ``resid_pre + attn_out``. Writing to that hook (what
+TransformerLens 4.x's ``get_act_patch_resid_mid`` does) therefore changes what the MLP reads but
+leaves the residual stream corrupted, and its sweep equals the ``mlp_out`` sweep. Here a
+``resid_mid`` patch (:func:`patch_hooks`) sets ``blocks.L.hook_attn_out`` so that
+``resid_pre + attn_out`` equals the wanted value on the cell's slice (the residual stream itself,
+read by both the MLP and the skip path, as ``HookedTransformer`` patched it), and writes the same
+value at ``hook_resid_mid`` too. :func:`grad_hook` gives the matching gradient for attribution
+patching: the gradient at ``hook_attn_out`` is the gradient of the residual stream between
+attention and MLP (both paths), the one at ``hook_resid_mid`` only the MLP's share.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -46,7 +58,9 @@ class Site:
         description: one line for a menu.
         tl_function: the TransformerLens function name, or ``None`` where TransformerLens has no
             dedicated function (``resid_post``: it is TransformerLens's generic patcher with
-            ``activation_name="resid_post"``).
+            ``activation_name="resid_post"``). Its values equal ours on every site but
+            ``resid_mid`` of a model with MLPs, which TransformerLens patches on the MLP's input
+            only (see the module docstring).
         parts: for the ``*_every`` sites, the sites stacked on the leading ``patch_type`` axis.
     """
 
@@ -205,6 +219,55 @@ def region(site: Site, cell: Sequence[int]) -> tuple[Any, ...]:
     for axis in _ACT_AXES[site.act]:
         out.append(int(where[axis]) if axis is not None and axis in where else slice(None))
     return tuple(out)
+
+
+Patch = Callable[[torch.Tensor], torch.Tensor]
+Hook = Callable[..., torch.Tensor]
+
+
+def patch_hooks(site: Site, layer: int, patch: Patch) -> list[tuple[str, Hook]]:
+    """The ``(hook name, hook)`` pairs that apply ``patch`` to ``site``'s activation at ``layer``.
+
+    ``patch`` maps the activation ``[batch, *act]`` (``act_name(site.act, layer)``) to its
+    patched value. For every site but ``resid_mid`` that is one hook at that hook point. For
+    ``resid_mid`` it is three, so the residual stream between attention and MLP is patched and
+    not only the MLP's input (see the module docstring): ``hook_resid_pre`` keeps the block's
+    input, ``hook_attn_out`` returns ``patch(resid_pre + attn_out) - resid_pre`` where the patch
+    changes the sum (elsewhere ``attn_out`` untouched), and ``hook_resid_mid`` applies ``patch``
+    to the MLP's input as well (a no-op up to rounding). Hooks fire in that order in a block.
+    """
+    name = act_name(site.act, layer)
+    if site.act != "resid_mid":
+        return [(name, lambda act, hook=None: patch(act))]
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep_pre(act: torch.Tensor, hook: Any = None) -> torch.Tensor:
+        seen["pre"] = act
+        return act
+
+    def set_attn_out(act: torch.Tensor, hook: Any = None) -> torch.Tensor:
+        pre = seen.pop("pre", None)
+        if pre is None or pre.shape != act.shape:
+            raise RuntimeError(f"{act_name('resid_pre', layer)} did not fire before {act_name('attn_out', layer)}")
+        mid = pre + act
+        new = patch(mid)
+        return torch.where(new != mid, new - pre, act)
+
+    def set_mid(act: torch.Tensor, hook: Any = None) -> torch.Tensor:
+        return patch(act)
+
+    return [
+        (act_name("resid_pre", layer), keep_pre),
+        (act_name("attn_out", layer), set_attn_out),
+        (name, set_mid),
+    ]
+
+
+def grad_hook(site: Site, layer: int) -> str:
+    """The hook whose gradient is ``d metric / d (site's activation)`` along every path:
+    ``hook_attn_out`` for ``resid_mid`` (``resid_mid = resid_pre + attn_out`` feeds both the MLP
+    and the skip connection), else the site's own hook."""
+    return act_name("attn_out" if site.act == "resid_mid" else site.act, layer)
 
 
 def cell_mask(site: Site, cells: Sequence[Sequence[int]], act_shape: Sequence[int]) -> torch.Tensor:

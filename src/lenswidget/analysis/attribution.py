@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import InputError
-from ._patching_sites import _ACT_AXES, Site, get_site, labels, value_shape
+from ._patching_sites import _ACT_AXES, Site, get_site, grad_hook, labels, value_shape
 from .hooks import act_name
 from .patching import (
     Direction,
@@ -90,7 +90,10 @@ def _simple(
     # The hook point at the very start is asked for too: a backward that only has to reach the
     # reshaped views the bridge hands to hooks at hook_z / hook_q / ... stops before running
     # their backward hooks, and their gradients would come back empty.
-    wanted = list(dict.fromkeys([act_name("resid_pre", 0), *names]))
+    # resid_mid: the gradient at hook_attn_out is the residual stream's (MLP and skip path; the
+    # bridge's hook_resid_mid only feeds the MLP), see _patching_sites.grad_hook
+    grad_names = [grad_hook(site, l) for l in range(n_layers)]
+    wanted = list(dict.fromkeys([act_name("resid_pre", 0), *names, *grad_names]))
     with torch.enable_grad(), model.hooks(fwd_hooks=hooks), warnings.catch_warnings():
         # frozen weights: torch notes that module backward hooks fire on outputs only; expected
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
@@ -100,7 +103,7 @@ def _simple(
     shape = value_shape(model, site, int(clean.shape[1]))
     values = torch.empty(shape, dtype=torch.float32)
     for layer, name in enumerate(names):
-        grad = grads.gradients.get(name)
+        grad = grads.gradients.get(grad_names[layer])
         act = grads.activations[name]
         if grad is None:  # the metric does not depend on this activation
             grad = torch.zeros_like(act)

@@ -6,6 +6,35 @@ Every site of ``transformer_lens.patching`` is here under the suffix of its func
 values. The default direction is TransformerLens's: clean activations patched into the corrupted
 run ("denoising"); ``direction="noise"`` patches corrupted activations into the clean run.
 
+What each residual-stream site patches (``L`` a layer; every site replaces the cell's slice of
+one activation with the source run's, and every later computation reads the patched value):
+
+=============  ==========================================  ====================================
+site           lenswidget patches                          TransformerLens 4.x (bridge) patches
+=============  ==========================================  ====================================
+resid_pre      ``blocks.L.hook_resid_pre``: the block's    the same
+               input, read by attention and the skip
+resid_mid      the residual between attention and MLP,     ``blocks.L.hook_resid_mid``, which on
+               read by the MLP **and** the skip path       the bridge is the MLP's input only:
+               (``hook_attn_out`` set so ``resid_pre +     the skip path keeps the unpatched sum,
+               attn_out`` is the wanted value; see         so its sweep equals ``mlp_out``'s
+               ``_patching_sites.patch_hooks``)
+resid_post     ``blocks.L.hook_resid_post``: the block's   the same
+               output, read by block ``L+1`` (or the
+               final norm)
+attn_out       ``blocks.L.hook_attn_out``, added to the    the same
+               residual (and read by the MLP)
+mlp_out        ``blocks.L.hook_mlp_out``, added to the     the same
+               residual
+=============  ==========================================  ====================================
+
+``resid_mid`` after the patch satisfies ``resid_post = resid_mid + mlp_out`` with the patched
+``resid_mid``, as in ``HookedTransformer`` (``tests/test_patching_sites.py`` checks every row of
+this table with hand-written hooks on GPT-2, Llama, Gemma, Pythia and the toy model). Parallel
+attention + MLP blocks (Pythia, GPT-J: ``resid_post = resid_pre + attn_out + mlp_out``, both
+sublayers reading ``resid_pre``) have no residual between attention and MLP: ``resid_mid`` is
+refused there with an :class:`InputError`, as on attention-only models.
+
 The sweep is batched (see ``_patching_engine``): many patched runs share one forward batch, and
 a run patched at layer ``L`` computes only blocks ``L`` and later. On SmolLM2 that is more than
 ten times faster than TransformerLens's one-forward-per-cell loop.
@@ -27,6 +56,7 @@ from ._patching_sites import (
     iter_cells,
     labels,
     n_heads_for,
+    patch_hooks,
     region,
     value_shape,
 )
@@ -532,12 +562,12 @@ def patch_one(
             src = cache[name]
         where = (slice(None), *region(cell_site, cell))
 
-        def hook(act: torch.Tensor, hook: Any = None) -> torch.Tensor:
+        def patch(act: torch.Tensor) -> torch.Tensor:
             act = act.clone()
             act[where] = src[where].to(act.dtype)
             return act
 
-        logits = model.run_with_hooks(base, fwd_hooks=[(name, hook)])
+        logits = model.run_with_hooks(base, fwd_hooks=patch_hooks(cell_site, cell[0], patch))
         value = _engine.eval_metric(metric, logits)
     return PatchOne(
         value=value,
