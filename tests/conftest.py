@@ -55,3 +55,13 @@ def tiny_hf_model(request):
     from lenswidget import models
 
     return models.random_hf(request.param, seed=0)
+
+
+@pytest.fixture(scope="session", params=["gpt2", "pythia", "llama", "gemma"])
+def strong_hf_model(request):
+    """``tiny_hf_model`` with weights drawn 10x wider (``initializer_range=0.2``): on prompts that
+    differ at every position, every patching site of every architecture moves a logit difference
+    by > 0.1 (HF's default 0.02 leaves q/k/pattern effects near 1e-4, inside the tolerances)."""
+    from lenswidget import models
+
+    return models.random_hf(request.param, seed=0, initializer_range=0.2)
