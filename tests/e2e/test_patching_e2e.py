@@ -49,6 +49,13 @@ def test_sweep_click_cell_matches_python_and_cancel_keeps_widget_usable(lab):
     lab.wait_python("ioi.sweep_state", "partial", timeout=60)
     ioi.locator('[data-testid="lw-partial"]').wait_for(state="visible")
     assert lab.python_json("any(r.partial for r in ioi.exact_results.values())")
+    # cancel stopped work: fewer runs made than cells in the sweep, and the session is free at once
+    runs, total = lab.python_json(
+        "[sum(int(r.stats.get('runs', 0)) for r in ioi.exact_results.values()),"
+        " sum(int(r.values.numel()) for r in ioi.exact_results.values())]"
+    )
+    assert runs < total, (runs, total)
+    assert lab.python_json("ioi.lens.running") == ""
     # ... and the widget still works: a click reruns one patch
     heat = ioi.locator('[data-testid="lw-heatmap-resid_pre"]')
     _click_cell(heat, 0, 3)
