@@ -2,7 +2,7 @@ import { describe, expect, it, vi } from "vitest";
 import view, { parseSelected } from "../patching";
 import { agreement } from "../patching/data";
 import { FakeModel, choose, f32Bytes, last, stubContext, tick, viewHarness } from "./helpers";
-import { ATTR, CELL_RESULT, CLEAN, CORRUPTED, H, L, PATTERN, T, entry, exactOf, traits, values } from "./patching_fixtures";
+import { ATTR, CELL_RESULT, H, L, PATTERN, T, entry, exactOf, traits } from "./patching_fixtures";
 
 const ui = viewHarness(view);
 const { mount, tid, all, exportSvg } = ui;
@@ -657,8 +657,5 @@ describe("PatchingHeatmap view: export, theme, cleanup", () => {
     expect(tid("lw-maps-empty")!.hidden).toBe(false);
     expect(tid("lw-clean-value")!.textContent).toBe("–");
     expect(tid<HTMLButtonElement>("lw-sweep")!.disabled).toBe(true);
-    // values() stays deterministic for fixtures.
-    expect(values(3)).toEqual(values(3));
-    expect(CORRUPTED.length).toBe(CLEAN.length);
   });
 });
