@@ -18,8 +18,9 @@ CORRUPT = "red fish blue tree king moon red fish blue tree king"
 
 
 @pytest.fixture()
-def lens(tiny_hf_model):
-    return Lens(tiny_hf_model)
+def lens(strong_hf_model):
+    """Wide-init weights: every number checked below is far from its trivial value."""
+    return Lens(strong_hf_model)
 
 
 def test_attention_grid(lens):
@@ -29,7 +30,8 @@ def test_attention_grid(lens):
     assert reply["ok"]
     ref = ablate_heads(lens.model, lens.tokenize(PROMPT), [(1, 1)])
     assert reply["result"]["delta_logprob"] == pytest.approx(ref.delta_logprob.tolist(), abs=1e-5)
-    assert grid.patterns_meta["shape"] == [lens.n_layers, lens.n_heads, len(grid.tokens), len(grid.tokens)]
+    assert max(abs(x) for x in ref.delta_logprob.flatten().tolist()) > 1e-2  # the ablation does something
+    assert grid.patterns_meta["shape"][:2] == [lens.n_layers, lens.n_heads]  # (packing of the rest: test_attention_widget)
 
 
 def test_patching_heatmap(lens):
@@ -38,7 +40,17 @@ def test_patching_heatmap(lens):
     metric = logit_diff_metric([lens.token_id("ship")], [lens.token_id("moon")])
     _, clean_cache = lens.model.run_with_cache(lens.tokenize(CLEAN))
     ref = tl_patching.get_act_patch_attn_head_out_all_pos(lens.model, lens.tokenize(CORRUPT), clean_cache, metric)
-    np.testing.assert_allclose(hm.exact_results["attn_head_out_all_pos"].values.numpy(), ref.detach().numpy(), atol=1e-4)
+    res = hm.exact_results["attn_head_out_all_pos"]
+    clean_v = metric(lens.model(lens.tokenize(CLEAN))).item()
+    corrupt_v = metric(lens.model(lens.tokenize(CORRUPT))).item()
+    assert abs(clean_v - corrupt_v) > 1e-2
+    tl = ref.detach().numpy()
+    if hm.metric == "normalized":  # recovery: TL's values, normalised by the two unpatched runs
+        tl = (tl - corrupt_v) / (clean_v - corrupt_v)
+        assert np.abs(tl).max() > 1e-2  # some head moves the metric far beyond the tolerance
+    else:
+        assert np.abs(tl - corrupt_v).max() > 1e-2
+    np.testing.assert_allclose(res.values.numpy(), tl, atol=1e-4)
     cell = Wire(hm).request("patch", {"site": "attn_head_out_all_pos", "index": [1, 2]})
     assert cell["ok"] and cell["result"]["value"] == pytest.approx(float(ref[1, 2]), abs=1e-4)
 
