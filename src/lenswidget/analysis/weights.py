@@ -27,8 +27,9 @@ included. The division by each token's norm (a per-token scalar) is never includ
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -50,7 +51,8 @@ def _check_model(model: Any) -> None:
             "Weight circuits need one residual stream; an encoder-decoder model has two, so "
             "composition, OV and QK circuits are not defined across them (TransformerLens refuses too)."
         )
-    if not all(hasattr(model, n) for n in ("W_Q", "W_K", "W_V", "W_O")):
+    # on the class: the instance properties stack every layer's weights just to answer hasattr
+    if not all(hasattr(type(model), n) or n in vars(model) for n in ("W_Q", "W_K", "W_V", "W_O")):
         raise InputError(f"{type(model).__name__} exposes no attention weights (W_Q, W_K, W_V, W_O).")
 
 
@@ -66,14 +68,9 @@ def head_weights(model: Any) -> dict[str, torch.Tensor]:
     """Every head's weights as float32 [n_layers, n_heads, ...], K/V expanded to query heads:
     ``W_Q``, ``W_K``, ``W_V`` [L, H, d_model, d_head] and ``W_O`` [L, H, d_head, d_model]."""
     _check_model(model)
-    n_heads = int(model.cfg.n_heads)
+    n_layers = int(model.cfg.n_layers)
     with torch.no_grad():
-        return {
-            "W_Q": model.W_Q.detach().float(),
-            "W_K": _expand(model.W_K.detach().float(), n_heads),
-            "W_V": _expand(model.W_V.detach().float(), n_heads),
-            "W_O": model.W_O.detach().float(),
-        }
+        return {n: torch.stack([layer_weight(model, n, l) for l in range(n_layers)]) for n in ("W_Q", "W_K", "W_V", "W_O")}
 
 
 def layer_weight(model: Any, name: str, layer: int) -> torch.Tensor:
@@ -212,14 +209,14 @@ def all_composition_scores(model: Any, kinds: Iterable[str] = KINDS) -> dict[str
             left = block("left")
             left[:, :, r1 - r0:] *= 2  # the strictly upper part stands for the lower part too
             left = left.flatten(1)  # [N, block]
-            right = torch.stack([block(k).flatten(1) for k in kinds], 1)  # [N, kinds, block]
-            # only earlier -> later pairs: destination heads a few layers at a time, against the
-            # source heads of the layers before them
-            step = _DST_LAYERS * n_heads
-            for c0 in range(n_heads, n, step):
-                c1 = min(c0 + step, n)
-                part = left[: c1 - n_heads] @ right[c0:c1].flatten(0, 1).T
-                acc[: c1 - n_heads, c0:c1] += part.reshape(c1 - n_heads, c1 - c0, len(kinds)).double()
+            for i, k in enumerate(kinds):
+                right = block(k).flatten(1)  # [N, block]
+                # only earlier -> later pairs: destination heads a few layers at a time, against
+                # the source heads of the layers before them
+                step = _DST_LAYERS * n_heads
+                for c0 in range(n_heads, n, step):
+                    c1 = min(c0 + step, n)
+                    acc[: c1 - n_heads, c0:c1, i] += (left[: c1 - n_heads] @ right[c0:c1].T).double()
     base_mean, base_std = random_baseline(model)
     labels = tuple(head_label(l, h) for l in range(n_layers) for h in range(n_heads))
     out = {}
@@ -240,11 +237,17 @@ def composition_scores(model: Any, kind: str) -> Composition:
 
 
 def random_baseline(model: Any, n_samples: int = 200, seed: int = 0) -> tuple[float, float]:
+    """``(mean, std)`` of the composition score between random Gaussian matrices of ``model``'s
+    shapes (:func:`_random_baseline`); the framework's reference for a score that stands out."""
+    return _random_baseline(int(model.cfg.d_model), int(model.cfg.d_head), int(n_samples), int(seed))
+
+
+@functools.lru_cache(maxsize=16)
+def _random_baseline(d_model: int, d_head: int, n_samples: int, seed: int) -> tuple[float, float]:
     """Mean and standard deviation of the composition score between random matrices of the
     model's shapes (entries i.i.d. Gaussian: ``A B`` and ``C D`` with A, C [d_model, d_head] and
     B, D [d_head, d_model]). The three kinds share it (their factors have the same shapes).
-    Deterministic for a given ``seed``."""
-    d_model, d_head = int(model.cfg.d_model), int(model.cfg.d_head)
+    Deterministic for a given ``seed`` (and computed once per shape)."""
     gen = torch.Generator().manual_seed(seed)
     a, c = (torch.randn(n_samples, d_model, d_head, generator=gen, dtype=torch.float64) for _ in range(2))
     b, d = (torch.randn(n_samples, d_head, d_model, generator=gen, dtype=torch.float64) for _ in range(2))
@@ -343,8 +346,8 @@ def _source_ids(model: Any, tokens: Any) -> torch.Tensor:
     return ids
 
 
-def _table(model: Any, what: str, label: str, ids: torch.Tensor, proj: torch.Tensor, k: int) -> TokenTable:
-    """Rows ``W_E[ids] @ proj`` [S, d_vocab], a chunk of sources at a time, summarised by top-k."""
+def _table(model: Any, what: str, label: str, ids: torch.Tensor, proj: Callable[[torch.Tensor], torch.Tensor], k: int) -> TokenTable:
+    """Rows ``proj(W_E[ids])`` [S, d_vocab], a chunk of sources at a time, summarised by top-k."""
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= int(model.cfg.d_vocab):
         raise InputError(f"k must be an integer between 1 and the vocabulary size, got {k!r}.")
     W_E = model.W_E.detach().float()
@@ -352,7 +355,7 @@ def _table(model: Any, what: str, label: str, ids: torch.Tensor, proj: torch.Ten
     with torch.no_grad():
         for c in range(0, ids.numel(), _CHUNK):
             src = ids[c:c + _CHUNK]
-            rows = W_E[src.to(W_E.device)] @ proj  # [chunk, d_vocab]
+            rows = proj(W_E[src.to(W_E.device)])  # [chunk, d_vocab]
             top = rows.topk(k, dim=-1)
             bottom = rows.topk(k, dim=-1, largest=False)
             own = rows.gather(1, src.to(rows.device)[:, None])  # [chunk, 1]
@@ -372,8 +375,10 @@ def ov_circuit(model: Any, layer: int, head: int, source_tokens: Any, k: int = 1
     ids = _source_ids(model, source_tokens)
     with torch.no_grad():
         v = layer_weight(model, "W_V", layer)[head]  # [d_model, d_head]
-        ov_u = v @ (layer_weight(model, "W_O", layer)[head] @ model.W_U.detach().float())  # [d_model, d_vocab]
-    return _table(model, f"ov {head_label(layer, head)}", head_label(layer, head), ids, ov_u, k)
+        o = layer_weight(model, "W_O", layer)[head]  # [d_head, d_model]
+        W_U = model.W_U.detach().float()
+    # (x W_V) W_O first: [chunk, d_model] @ W_U is the only product with d_vocab in it
+    return _table(model, f"ov {head_label(layer, head)}", head_label(layer, head), ids, lambda x: ((x @ v) @ o) @ W_U, k)
 
 
 def direct_path(model: Any, tokens: Any, k: int = 10) -> TokenTable:
@@ -382,7 +387,8 @@ def direct_path(model: Any, tokens: Any, k: int = 10) -> TokenTable:
     suppressed. Norms and biases ignored (module docstring)."""
     _check_model(model)
     ids = _source_ids(model, tokens)
-    return _table(model, "direct", "embed->logits", ids, model.W_U.detach().float(), k)
+    W_U = model.W_U.detach().float()
+    return _table(model, "direct", "embed->logits", ids, lambda x: x @ W_U, k)
 
 
 # ---------------------------------------------------------------------------------- QK
