@@ -224,7 +224,7 @@ export function drawGraph(svg: SVGSVGElement, spec: GraphSpec): Layout {
     else g.appendChild(el(doc, "rect", { x: c.x - lay.r, y: c.y - lay.r * 0.8, width: 2 * lay.r, height: 1.6 * lay.r, rx: 2, fill: scale.css(score), ...stroke }));
     const rgb = scale.rgb(score);
     const ink = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2] > 140 ? "#000000" : "#ffffff";
-    if (lay.r >= 8) g.appendChild(txt(c.x, c.y + 3, info.kind === "head" ? `H${info.head}` : "MLP", { "text-anchor": "middle", "font-size": info.kind === "head" ? 8 : 7, fill: ink }));
+    if (lay.r >= 8) g.appendChild(txt(c.x, c.y + 3, info.kind === "head" ? `H${info.head}` : "MLP", { "text-anchor": "middle", "font-size": info.kind === "head" ? 8 : 7, fill: ink, "pointer-events": "none" }));
     g.appendChild(el(doc, "title", {}, `${n}: node score ${score.toPrecision(4)}`));
     frag.appendChild(g);
     for (const port of ports.get(n) ?? []) {
