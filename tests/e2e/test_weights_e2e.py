@@ -36,7 +36,8 @@ def test_click_pair_and_head_match_python(lab):
     assert "K-composition" in title.text_content()
     drawn = float(root.locator('[data-testid="lw-wt-pair-score"]').get_attribute("data-value"))
     assert drawn == lab.python_json('view.pair_result["score"]')
-    tl = lab.python_json('float(toy.model.all_composition_scores("K").scores[0, 3, 1, 0])')
+    lab.python('_tl = float(toy.model.all_composition_scores("K").scores[0, 3, 1, 0])')  # TL may print
+    tl = lab.python_json("_tl")
     assert drawn == pytest.approx(tl, abs=1e-5)
     baseline = float(root.locator('[data-testid="lw-wt-pair-baseline"]').get_attribute("data-value"))
     assert drawn > baseline + 0.05
@@ -59,9 +60,8 @@ def test_click_pair_and_head_match_python(lab):
         assert [c[1] for c in cells] == pytest.approx([w[1] for w in want], abs=1e-6)
     # and the kernel's own explicit matmul agrees with the first row drawn
     src = rows[0][0]
-    ref = lab.python_json(
-        f"(lambda m: (m.W_E[{src}] @ m.W_V[1, 1] @ m.W_O[1, 1] @ m.W_U).topk(3).indices.tolist())(toy.model)"
-    )
+    lab.python(f"_ref = (lambda m: (m.W_E[{src}] @ m.W_V[1, 1] @ m.W_O[1, 1] @ m.W_U).topk(3).indices.tolist())(toy.model)")
+    ref = lab.python_json("_ref")
     assert [c[0] for c in rows[0][1][:3]] == ref
     copying = float(root.locator('[data-testid="lw-wt-head-copying"]').get_attribute("data-value"))
     assert copying == pytest.approx(lab.python_json("float(copying_scores(toy.model)[1, 1])"), abs=1e-6)
