@@ -417,6 +417,26 @@ def test_smollm2_every_site_matches_transformer_lens(smollm2_model, site):
     if len(sizes) == 4:  # [layer, head, dest, src]: two heads keep TransformerLens's loop short
         axes[1] = [0, sizes[1] - 1]
     df = pd.DataFrame(list(itertools.product(*axes)), columns=[f"a{i}" for i in range(len(sizes))])
-    ref = tl_reference(model, clean, corrupted, metric, site, index_df=df)
+    if site == "resid_mid":  # TransformerLens patches only the MLP input here: a hand-written reference
+        ref = smollm2_resid_mid_reference(model, clean, corrupted, metric, df)
+    else:
+        ref = tl_reference(model, clean, corrupted, metric, site, index_df=df)
     mine = ours.values[tuple(torch.tensor(df[c].values) for c in df.columns)]
     torch.testing.assert_close(mine, ref.float().reshape(-1), atol=ATOL, rtol=0)
+
+
+def smollm2_resid_mid_reference(model, clean, corrupted, metric, df):
+    """resid_mid patched on the MLP input *and* the skip path, one hooked run per cell
+    (the hooks of tests/test_patching_sites.py, written independently of the library)."""
+    from tests.test_patching_sites import reference_hooks
+
+    _, src = model.run_with_cache(clean)
+    _, base = model.run_with_cache(corrupted)
+    out = []
+    with torch.no_grad():
+        for layer, pos in df.itertuples(index=False):
+            hooks = reference_hooks("resid_mid", int(layer), int(pos), src, base)
+            out.append(metric(model.run_with_hooks(corrupted, fwd_hooks=hooks)).item())
+    unpatched = metric(model(corrupted)).item()
+    assert max(abs(v - unpatched) for v in out) > 100 * ATOL  # the patch moves the metric
+    return torch.tensor(out)
