@@ -127,6 +127,7 @@ function render({ model, el }: RenderProps): () => void {
       w.showError({ kind: "input", message: err, details: { size: sizeIn.value, unit: unit.value, n_edges: nEdges } });
       return;
     }
+    if (n === size()) return; // e.g. the change a blur fires after Enter: redrawing would eat the next click
     localSize = n;
     invalidate("graph", "summary", "curve");
     void w.request("set_size", { size: n }).then((r) => {
