@@ -15,17 +15,8 @@ pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium"),
 ]
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
+# `browser`: the one Chromium of the test session (tests/e2e/conftest.py); a second
+# sync_playwright() beside it in the same thread would fail.
 
 
 def test_saved_attention_grid_draws_python_numbers_offline(browser, toy_lens, tmp_path):
