@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
+import traitlets
 
 from ..errors import InputError
 if TYPE_CHECKING:  # widgets check the lens through base.LensLike: no import circle with session.py
@@ -165,3 +166,18 @@ def pair_rows(pairs: PromptPairs, clean_values: Sequence[float], corrupted_value
          "corrupted_logit_diff": float(corrupted_values[i])}
         for i in range(pairs.n)
     ]
+
+
+class PairTraits(traitlets.HasTraits):
+    """The synced traits every view over clean/corrupted prompt pairs shares (the patching heatmap
+    and the circuit graph): the prompts and answers as given, each side's token strings, and the
+    model's shape."""
+
+    clean_prompt = traitlets.Unicode("").tag(sync=True)
+    corrupted_prompt = traitlets.Unicode("").tag(sync=True)
+    answer = traitlets.Unicode("").tag(sync=True)
+    wrong = traitlets.Unicode("").tag(sync=True)
+    clean_tokens = traitlets.List(traitlets.Unicode(), []).tag(sync=True)
+    corrupted_tokens = traitlets.List(traitlets.Unicode(), []).tag(sync=True)
+    n_layers = traitlets.Int(0).tag(sync=True)
+    n_heads = traitlets.Int(0).tag(sync=True)

@@ -21,13 +21,14 @@ from ..analysis.metrics import logit_diff_metric
 from ..errors import InputError
 if TYPE_CHECKING:  # widgets check the lens through base.LensLike: no import circle with session.py
     from ..session import Lens
+from ._pairs import PairTraits
 from ._circuit_work import CircuitWork, check_method, check_steps
 from .base import LensWidget, Progress, Request, bundle
 
 METHODS = ("eap", "eap-ig", "exact")
 
 
-class CircuitGraph(LensWidget):
+class CircuitGraph(PairTraits, LensWidget):
     """The circuit of a clean/corrupted prompt pair, as a layered graph.
 
     Made by ``lens.circuit(clean, corrupted, answer, wrong)``. The metric is the logit difference
@@ -46,14 +47,6 @@ class CircuitGraph(LensWidget):
     _BUNDLE = "circuit.js"
     _esm = bundle("circuit.js")
 
-    clean_prompt = traitlets.Unicode("").tag(sync=True)
-    corrupted_prompt = traitlets.Unicode("").tag(sync=True)
-    answer = traitlets.Unicode("").tag(sync=True)
-    wrong = traitlets.Unicode("").tag(sync=True)
-    clean_tokens = traitlets.List(traitlets.Unicode(), []).tag(sync=True)
-    corrupted_tokens = traitlets.List(traitlets.Unicode(), []).tag(sync=True)
-    n_layers = traitlets.Int(0).tag(sync=True)
-    n_heads = traitlets.Int(0).tag(sync=True)
     n_kv_heads = traitlets.Int(0).tag(sync=True)
     has_mlp = traitlets.Bool(True).tag(sync=True)
     n_edges = traitlets.Int(0).tag(sync=True)

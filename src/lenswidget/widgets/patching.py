@@ -27,7 +27,7 @@ from ..encode import encode_tensor
 from ..errors import InputError, LensError
 if TYPE_CHECKING:  # widgets check the lens through base.LensLike: no import circle with session.py
     from ..session import Lens
-from ._pairs import PromptPairs, Texts, pair_rows, parse_pairs
+from ._pairs import PairTraits, PromptPairs, Texts, pair_rows, parse_pairs
 from ._patching_results import (
     convert,
     convert_cell,
@@ -46,7 +46,7 @@ METRICS = ("logit_diff", "normalized")
 DIRECTIONS = ("denoise", "noise")
 
 
-class PatchingHeatmap(LensWidget):
+class PatchingHeatmap(PairTraits, LensWidget):
     """Activation patching of a clean/corrupted prompt pair, or a dataset of pairs, with a
     click-to-patch heatmap and each site's top components.
 
@@ -67,14 +67,6 @@ class PatchingHeatmap(LensWidget):
     _BUNDLE = "patching.js"
     _esm = bundle("patching.js")
 
-    clean_prompt = traitlets.Unicode("").tag(sync=True)
-    corrupted_prompt = traitlets.Unicode("").tag(sync=True)
-    answer = traitlets.Unicode("").tag(sync=True)
-    wrong = traitlets.Unicode("").tag(sync=True)
-    clean_tokens = traitlets.List(traitlets.Unicode(), []).tag(sync=True)
-    corrupted_tokens = traitlets.List(traitlets.Unicode(), []).tag(sync=True)
-    n_layers = traitlets.Int(0).tag(sync=True)
-    n_heads = traitlets.Int(0).tag(sync=True)
     sites = traitlets.List(traitlets.Unicode(), []).tag(sync=True)
     available_sites = traitlets.List(traitlets.Unicode(), []).tag(sync=True)
     direction = traitlets.Enum(list(DIRECTIONS), default_value="denoise").tag(sync=True)
