@@ -19,6 +19,8 @@
 // `canvas.lwScrollToCell(r, p)` scrolls it into view, redraws, and returns its centre in
 // canvas-relative CSS px (what Playwright's click(position=...) takes); `canvas.lwCellCenter(r, p)`
 // returns the centre without scrolling, or null when the cell is not fully visible.
+// Behind the canvas, a visually hidden table of the drawn window's cells (a11y.ts,
+// data-testid lw-lens-cells): each cell's token, id, probability and shade value as data attributes.
 
 import type { Rect } from "../lib/canvas";
 import { canvasToPNG, devicePixelRatioOf, exposeGrid, get2d, now, setupCanvas } from "../lib/canvas";
@@ -32,6 +34,7 @@ import { displayToken } from "../lib/tokens";
 import { placeTooltip } from "../lib/tooltip";
 import type { VGrid, VHit, VWindow, Viewport } from "../lib/virtual";
 import { cellViewRect, contentSize, hitTestView, maxScroll, scrollToShow, visibleWindow, windowCells } from "../lib/virtual";
+import { LensCellTable } from "./a11y";
 import type { LensMode, Shade, TargetStats, TopTable } from "./data";
 import { cellTop, shadeValues, top1, vocabToken } from "./data";
 
@@ -120,6 +123,7 @@ export class LensTableView {
   readonly tooltip: HTMLElement;
   readonly legend: HTMLElement;
   readonly empty: HTMLElement;
+  readonly cells = new LensCellTable();
   private data: LensData = EMPTY_DATA;
   private shade: Shade = { values: new Float32Array(0), maxRank: 0, ok: true };
   private palette: Palette | null = null;
@@ -154,7 +158,8 @@ export class LensTableView {
     this.tooltip.hidden = true;
     this.legend = h("div", { class: "lw-legend lw-ll-legend", testid: "lw-lens-legend" });
     this.empty = h("div", { class: "lw-empty", testid: "lw-empty", text: "Run a prompt to see what each layer predicts." });
-    this.el = h("div", { class: "lw-ll-wrap" }, [this.empty, this.scroller, this.tooltip, this.legend]);
+    this.el = h("div", { class: "lw-ll-wrap" }, [this.empty, this.scroller, this.tooltip, this.legend, this.cells.el]);
+    this.canvas.setAttribute("aria-details", this.cells.table.id);
 
     this.canvas.lwScrollToCell = (r, p) => this.scrollToCell(r, p);
     this.canvas.lwCellCenter = (r, p) => this.cellCenter(r, p);
@@ -501,6 +506,7 @@ export class LensTableView {
       this.hideTooltip();
       this.legend.hidden = true;
       this.lastDrawnCells = 0;
+      this.cells.update(d, this.shade, { r0: 0, r1: 0, c0: 0, c1: 0 }, (r) => this.rowLabel(r));
       return;
     }
     const g = this.grid;
@@ -508,6 +514,7 @@ export class LensTableView {
     const win = visibleWindow(g, v);
     this.lastWindow = win;
     this.expose(v, win);
+    this.cells.update(d, this.shade, win, (r) => this.rowLabel(r));
     const ctx = setupCanvas(this.canvas, v.viewW, v.viewH);
     if (!ctx) {
       this.lastDrawnCells = windowCells(win);

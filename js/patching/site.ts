@@ -5,17 +5,19 @@
 // agreement once both exist.
 //
 // Cells: exact values solid; attribution estimates inside a map that also has exact values are
-// hatched; cells with no value (NaN: not computed yet) are empty, with a thin outline.
+// hatched; cells with no value (NaN: not computed yet) are empty, with a thin outline (overlay.ts).
+// Behind the canvas, a visually hidden table of the slice shown (a11y.ts): screen readers and
+// browser tests read every cell's value there.
 
-import { devicePixelRatioOf, get2d, snap } from "../lib/canvas";
 import type { ColorScale } from "../lib/colors";
-import { contrastText, diverging, gradientCss, maxAbs } from "../lib/colors";
+import { diverging, gradientCss, maxAbs } from "../lib/colors";
 import { h, listen } from "../lib/dom";
 import { fmt3 } from "../lib/format";
 import type { Cell, GridLayout } from "../lib/heatmap";
-import { Heatmap, cellRect } from "../lib/heatmap";
+import { Heatmap } from "../lib/heatmap";
 import type { Palette } from "../lib/theme";
 import { TokenStrip, displayToken } from "../lib/tokens";
+import { SiteCellTable } from "./a11y";
 import type { Agreement, Axes, Combined, SiteEntry, ViewMode } from "./data";
 import {
   agreement,
@@ -32,6 +34,9 @@ import {
   isPosDim,
   maxAbsAlong,
 } from "./data";
+import { drawOverlay } from "./overlay";
+
+export { fmtCell } from "./overlay";
 
 export const GAP = 1;
 export const ROW_LABEL_W = 48;
@@ -117,6 +122,7 @@ export class SiteCard {
   readonly heatmap: Heatmap;
   readonly rowStrip: TokenStrip;
   readonly colStrip: TokenStrip;
+  readonly cells: SiteCellTable;
   private readonly hookEl: HTMLElement;
   private readonly badge: HTMLElement;
   private readonly modeSelect: HTMLSelectElement;
@@ -171,6 +177,8 @@ export class SiteCard {
     canvas.classList.add("lw-pt-canvas");
     canvas.tabIndex = 0;
     canvas.dataset.site = site;
+    this.cells = new SiteCellTable(site);
+    canvas.setAttribute("aria-details", this.cells.table.id);
     this.rowStrip = new TokenStrip({ layout: "axis-left", testid: `lw-rows-${site}`, itemTestid: "lw-row-label" });
     this.colStrip = new TokenStrip({
       layout: "axis-top",
@@ -205,7 +213,7 @@ export class SiteCard {
       ]),
       this.errorEl,
       this.emptyEl,
-      h("div", { class: "lw-pt-scroll" }, [this.gridEl]),
+      h("div", { class: "lw-pt-scroll" }, [this.gridEl, this.cells.el]),
       h("div", { class: "lw-pt-card-foot" }, [this.legendEl, this.agreementEl]),
     ]);
     this.el.dataset.site = site;
@@ -563,96 +571,23 @@ export class SiteCard {
     this.colStrip.setSize(this.cellW + GAP, l.originX);
     const sel = this.selectedCell();
     hm.canvas.dataset.selected = sel ? `${sel.row},${sel.col}` : "";
-    this.overlay();
-  }
-
-  /** NaN cells (empty), hatched attribution cells, value annotations and the hover ring. */
-  private overlay(): void {
-    const canvas = this.heatmap.canvas;
-    const ctx = get2d(canvas);
-    if (!ctx || !this.rows || !this.cols) return;
-    const l = this.heatmap.layout;
-    const dpr = devicePixelRatioOf(canvas);
-    const pal = this.palette;
-    const bg = pal?.bg ?? "#ffffff";
-    const border = pal?.border ?? "#d0d7de";
-    const { rows, cols, slice, approxSlice } = this;
-    const lw = Math.max(1, Math.round(dpr));
-
-    // Empty cells.
-    ctx.save();
-    ctx.strokeStyle = border;
-    ctx.lineWidth = lw;
-    for (let r = 0; r < rows; r++) {
-      for (let c = 0; c < cols; c++) {
-        if (slice[r * cols + c] === slice[r * cols + c]) continue;
-        const b = snap(cellRect(l, r, c), dpr);
-        ctx.fillStyle = bg;
-        ctx.fillRect(b.x, b.y, b.w, b.h);
-        if (b.w > 2 * lw && b.h > 2 * lw) ctx.strokeRect(b.x + lw / 2, b.y + lw / 2, b.w - lw, b.h - lw);
-      }
-    }
-    ctx.restore();
-
-    // Hatching over attribution estimates in a map that also has exact values.
-    if (approxSlice) {
-      ctx.save();
-      ctx.beginPath();
-      let any = false;
-      for (let r = 0; r < rows; r++) {
-        for (let c = 0; c < cols; c++) {
-          if (!approxSlice[r * cols + c]) continue;
-          const b = snap(cellRect(l, r, c), dpr);
-          ctx.rect(b.x, b.y, b.w, b.h);
-          any = true;
-        }
-      }
-      if (any) {
-        ctx.clip();
-        ctx.beginPath();
-        const W = canvas.width;
-        const H = canvas.height;
-        const step = Math.max(3, Math.round(4 * dpr));
-        for (let k = -H; k < W; k += step) {
-          ctx.moveTo(k, H);
-          ctx.lineTo(k + H, 0);
-        }
-        ctx.strokeStyle = bg;
-        ctx.globalAlpha = 0.6;
-        ctx.lineWidth = lw;
-        ctx.stroke();
-      }
-      ctx.restore();
-    }
-
-    // Values in the cells when they fit.
-    if (this.cellW >= 30 && this.cellH >= 14) {
-      ctx.save();
-      ctx.font = `${Math.round(Math.min(11, this.cellH * 0.6) * dpr)}px ${pal?.font ?? "sans-serif"}`;
-      ctx.textAlign = "center";
-      ctx.textBaseline = "middle";
-      for (let r = 0; r < rows; r++) {
-        for (let c = 0; c < cols; c++) {
-          const v = slice[r * cols + c];
-          if (!Number.isFinite(v)) continue;
-          const cr = cellRect(l, r, c);
-          ctx.fillStyle = contrastText(this.scale.rgb(v));
-          ctx.fillText(fmtCell(v), (cr.x + cr.w / 2) * dpr, (cr.y + cr.h / 2) * dpr);
-        }
-      }
-      ctx.restore();
-    }
-
-    // Hover ring.
-    const hv = this.hover;
-    if (hv && hv.row < rows && hv.col < cols) {
-      const b = snap(cellRect(l, hv.row, hv.col), dpr);
-      ctx.save();
-      ctx.strokeStyle = pal?.fg ?? "#1f2328";
-      ctx.lineWidth = lw;
-      ctx.strokeRect(b.x - lw / 2, b.y - lw / 2, b.w + lw, b.h + lw);
-      ctx.restore();
-    }
+    const { rows, cols, slice, approxSlice, scale, cellW, cellH } = this;
+    drawOverlay(hm.canvas, { layout: l, rows, cols, slice, approxSlice, scale, palette: this.palette, cellW, cellH, hover: this.hover });
+    this.cells.update({
+      site: this.site,
+      rows,
+      cols,
+      rowDim: hm.canvas.dataset.rowDim ?? "",
+      colDim: hm.canvas.dataset.colDim ?? "",
+      rowLabels: this.rowLabels,
+      colLabels: this.colLabels,
+      values: slice,
+      approx: approxSlice,
+      source: this.combined.source,
+      metric: this.data.metricLabel,
+      sliceText: this.sliceText(),
+      index: (r, c) => cellIndex(this.shape, this.axes, this.fixed, r, c),
+    });
   }
 
   // ---- tooltip, export ------------------------------------------------------------------------
@@ -695,9 +630,14 @@ export class SiteCard {
     };
   }
 
+  /** The fixed axes of the slice shown, e.g. "head L1H2" (labels as in the slice selects), or "". */
+  private sliceText(): string {
+    return this.axes.extra.map((i) => `${this.dims[i]} ${axisLabels(this.dims[i], this.shape[i], this.primary(), this.data.cleanTokens)[this.fixed[i]]}`).join(", ");
+  }
+
   /** Everything the SVG export draws for this card (the slice shown). */
   exportSpec(): ExportSpec {
-    const sliceText = this.axes.extra.map((i) => `${this.dims[i]} ${axisLabels(this.dims[i], this.shape[i], this.primary(), this.data.cleanTokens)[this.fixed[i]]}`).join(", ");
+    const sliceText = this.sliceText();
     const src = this.badge.textContent ?? "";
     return {
       site: this.site,
@@ -735,10 +675,4 @@ export function agreementText(a: Agreement | null): string {
   if (!a) return "";
   if (a.n === 0) return "attribution vs exact: no exact cells yet";
   return `attribution vs exact: r = ${fmt3(a.r)}, max |Δ| = ${fmt3(a.maxAbsDiff)}, mean |Δ| = ${fmt3(a.meanAbsDiff)} over ${a.n} cells`;
-}
-
-/** A value short enough for a cell: 2 decimals, 1 from 10, none from 100. */
-export function fmtCell(v: number): string {
-  const a = Math.abs(v);
-  return a >= 100 ? v.toFixed(0) : a >= 10 ? v.toFixed(1) : v.toFixed(2);
 }
