@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # widgets check the lens through base.LensLike: no import cir
     from ..session import Lens
 from ._pairs import PairTraits
 from ._circuit_work import CircuitWork, check_method, check_steps
+from ._circuit_overlay import WeightsOverlay
 from .base import LensWidget, Progress, Request, bundle
 
 METHODS = ("eap", "eap-ig", "exact")
@@ -35,7 +36,8 @@ class CircuitGraph(PairTraits, LensWidget):
     ``logit(answer) - logit(wrong)`` at the last position; scores are denoising (a positive edge
     carries the clean behaviour). Every click is a method here: :meth:`set_size`,
     :meth:`patch_edge`, :meth:`node`, :meth:`remove_node`, :meth:`restore`, :meth:`faithfulness`,
-    :meth:`score` (method / steps), :meth:`set_inputs`; each returns the dict the view draws.
+    :meth:`score` (method / steps), :meth:`set_inputs`, :meth:`weights_overlay` (composition scores
+    from the weights beside the data scores); each returns the dict the view draws.
 
     Args:
         method: ``"eap-ig"`` (default), ``"eap"`` or ``"exact"`` (every edge patched; small models).
@@ -64,6 +66,8 @@ class CircuitGraph(PairTraits, LensWidget):
     node_result = traitlets.Dict({}).tag(sync=True)
     removed = traitlets.List(traitlets.Unicode(), []).tag(sync=True)
     score_state = traitlets.Enum(["idle", "running", "done"], default_value="idle").tag(sync=True)
+    #: {} (off) or the composition scores of the head -> head edges the view holds (docs/protocol.md)
+    overlay = traitlets.Dict({}).tag(sync=True)
 
     REQUESTS = {
         "set_inputs": Request("set_inputs", {"clean": str, "corrupted": str, "answer": str, "wrong": str}),
@@ -74,6 +78,7 @@ class CircuitGraph(PairTraits, LensWidget):
         "remove_node": Request("remove_node", {"label": str}),
         "restore": Request("restore", {}),
         "cancel_score": Request("cancel_score", {}, exclusive=False),
+        "weights_overlay": Request("weights_overlay", {"on": bool}),
     }
 
     def __init__(
@@ -102,6 +107,7 @@ class CircuitGraph(PairTraits, LensWidget):
         self.has_mlp = not bool(getattr(cfg, "attn_only", False))
         self._method, self._steps = check_method(method, METHODS), check_steps(steps)
         self._want_size = size
+        self._overlay = WeightsOverlay(self.n_heads, self.n_kv_heads)
         self.set_inputs(clean, corrupted, answer, wrong)
 
     # ------------------------------------------------------------------ public API
@@ -169,6 +175,15 @@ class CircuitGraph(PairTraits, LensWidget):
         random, auc, auc_random, m_full, m_empty, current: {size, fraction, faithfulness}}``."""
         return dict(self.curve, current=_point(self.current))
 
+    def weights_overlay(self, on: bool = True) -> dict:
+        """Turn the weights overlay on (or off): every head -> head ``.q`` / ``.k`` / ``.v`` edge
+        gets its Q-, K- or V-composition score from the weights (computed once per model, the
+        first time) and its z-score against the random baseline, shaded beside its data score;
+        the edge panel shows both. Returns what the view draws: ``{on, baseline_mean,
+        baseline_std, edges: {label: {kind, score, z}}}`` for the head -> head edges drawn now
+        (embed / MLP / logits edges have none)."""
+        return self._python_call(lambda: self._exclusive("weights_overlay", lambda: self._weights_overlay(on)))
+
     def to_networkx(self) -> Any:
         """The circuit drawn as a ``networkx.DiGraph``: nodes with ``score`` (node score) and
         ``removed``; edges (up -> target node) with ``label``, ``score``, ``port`` (q/k/v or "")."""
@@ -214,6 +229,9 @@ class CircuitGraph(PairTraits, LensWidget):
 
     def _req_restore(self) -> dict:
         return self._set_size(self.size, None)
+
+    def _req_weights_overlay(self, on: bool) -> dict:
+        return self._weights_overlay(on)
 
     def _req_cancel_score(self) -> dict:
         running = self.score_state == "running"
@@ -289,6 +307,19 @@ class CircuitGraph(PairTraits, LensWidget):
         self.edges = work.top_entry(self._max_edges)
         self.node_scores = work.node_entry()
         self.curve = work.curve_entry()
+        if self._overlay.on:  # the top edges changed: their composition scores with them
+            self.overlay = self._overlay.show(self.lens.model, work.top_labels(self._max_edges))
+
+    def _weights_overlay(self, on: Any) -> dict:
+        if not isinstance(on, bool):
+            raise InputError(f"The weights overlay is on (True) or off (False), got {on!r:.40}.")
+        work = self._need_work()
+        entry = self._overlay.show(self.lens.model, work.top_labels(self._max_edges)) if on else self._overlay.hide()
+        with self.hold_sync():
+            self.overlay = entry
+            if self.edge_result:
+                self.edge_result = dict(self.edge_result, composition=self._overlay.edge(self.edge_result["edge"]))
+        return self._overlay.drawn(self.current.get("edges", []))
 
     def _show_circuit(self, current: dict, removed: tuple[str, ...]) -> None:
         self.size = int(current["size"])
@@ -320,6 +351,7 @@ class CircuitGraph(PairTraits, LensWidget):
     def _patch_edge(self, edge: Any) -> dict:
         work = self._need_work()
         result = work.patch_edge(edge)
+        result["composition"] = self._overlay.edge(result["edge"])
         with self.hold_sync():
             self.selected = {"edge": result["edge"]}
             self.edge_result = result
