@@ -270,3 +270,89 @@ def test_widgets_do_not_import_the_session_at_run_time():
                 raise AssertionError(f"{path.name} imports ..session at run time")
     with pytest.raises(TypeError, match="needs a lenswidget.Lens"):
         AttentionGrid(object(), PROMPT)
+
+
+# ---------------------------------------------------------------------- long prompts: overview + window
+def _tl_pattern(model, tokens, layer: int, head: int) -> torch.Tensor:
+    """The reference: TransformerLens's own cached pattern of that head (every pattern at once)."""
+    with torch.inference_mode():
+        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_pattern"))
+    return cache[f"blocks.{layer}.attn.hook_pattern"][0, head].float().cpu()
+
+
+@pytest.fixture(scope="module")
+def sharp_lens():
+    """A random Llama with weights drawn wide (initializer_range=0.2): sharp, head-specific patterns."""
+    from lenswidget import Lens, models
+
+    return Lens(models.random_hf("llama", n_layers=3, n_heads=4, n_ctx=512, seed=1, initializer_range=0.2))
+
+
+def test_focus_overview_and_window_on_a_long_prompt(sharp_lens, monkeypatch):
+    long_lens = sharp_lens
+    from lenswidget.widgets import attention as mod
+
+    monkeypatch.setattr(mod, "KEEP_PATTERNS_BYTES", 0)  # the block-rerun path, as on a big model
+    monkeypatch.setattr(mod, "OVERVIEW", 100)  # bins of several tokens on a ~300-token prompt
+    prompt = " ".join(["the cat sat on the mat", "a dog ran to the door"] * 30)
+    grid = AttentionGrid(long_lens, prompt)
+    tokens = long_lens.tokenize(prompt)
+    T = tokens.shape[1]
+    assert T > mod.WINDOW_MAX
+    ref = _tl_pattern(long_lens.model, tokens, 2, 1)
+    other = _tl_pattern(long_lens.model, tokens, 0, 3)
+    wire = Wire(grid)
+
+    # the overview: kept from the grid's run (no rerun), the max-pool of TL's pattern
+    assert grid.streamed.overviews is not None and grid._full is None
+    reply = wire.request("overview", {"layer": 2, "head": 1})
+    meta = reply["result"]["meta"]
+    k = meta["bin"]
+    assert reply["ok"] and k == -(-T // 100) and k > 1 and meta["size"] == -(-T // k) and meta["pos"] == T
+    buffers = [b for c, b in wire.sent if c.get("type") == "reply"][0]
+    assert len(buffers[0]) == meta["size"] * (meta["size"] + 1)  # f16 triangle only
+    over = decode_tril(buffers[0], meta)
+    by_hand = _max_pool_by_hand(ref, k)
+    torch.testing.assert_close(over, by_hand, atol=2e-3, rtol=0)
+    assert float((by_hand - _max_pool_by_hand(other, k)).abs().max()) > 0.05  # the head's own
+    mean = ref[:k, :k].mean()
+    assert float(by_hand[0, 0]) > float(mean) + 0.05  # max, not mean
+    assert grid._full is None  # still no rerun
+    torch.testing.assert_close(grid.overview(2, 1).values, over, atol=0, rtol=0)
+
+    # a window at full resolution, with its token labels: TL's pattern sliced
+    q0, q1, k0, k1 = T - 40, T, T - 90, T - 20
+    reply = wire.request("window", {"layer": 2, "head": 1, "q0": q0, "q1": q1, "k0": k0, "k1": k1})
+    assert reply["ok"], reply
+    res = reply["result"]
+    assert (res["q0"], res["q1"], res["k0"], res["k1"]) == (q0, q1, k0, k1)
+    buffers = [b for c, b in wire.sent if c.get("type") == "reply"][0]
+    values = decode_tensor(buffers[0], res["meta"])
+    assert values.shape == (40, 70) and res["meta"]["dtype"] == "f32"
+    torch.testing.assert_close(values, ref[q0:q1, k0:k1], atol=1e-5, rtol=0)
+    assert float(values.max()) > 0.05 and float((values - other[q0:q1, k0:k1]).abs().max()) > 0.05
+    assert grid.focus_window == [q0, q1, k0, k1]
+
+    # the Python method: the same numbers and labels, focus and window set for the view
+    win = grid.window(10, 60, 0, 50, layer=0, head=3)
+    torch.testing.assert_close(win.values, other[10:60, 0:50], atol=1e-5, rtol=0)
+    str_toks = long_lens.str_tokens(tokens)
+    assert win.query_tokens == str_toks[10:60] and win.key_tokens == str_toks[0:50]
+    assert grid.focus == [0, 3] and grid.focus_window == [10, 60, 0, 50]
+    assert grid.window(0, 5, 0, 5).layer == 0  # the focused head by default
+
+    # bad windows: a clear error, state intact, the next request works
+    for args, fragment in [
+        ({"q0": 0, "q1": T + 1, "k0": 0, "k1": 5}, "not inside"),
+        ({"q0": 5, "q1": 5, "k0": 0, "k1": 5}, "not inside"),
+        ({"q0": 0, "q1": 300, "k0": 0, "k1": 10}, "at most 256"),
+    ]:
+        bad = wire.request("window", {"layer": 2, "head": 1, **args})
+        assert not bad["ok"] and fragment in bad["error"]["message"] and grid.error["kind"] == "input"
+        assert grid.focus_window == [0, 5, 0, 5]
+    with pytest.raises(InputError, match="at most 256"):
+        grid.window(0, 257, 0, 10)
+    with pytest.raises(Exception, match="not inside"):
+        grid.focus_window = [0, T + 5, 0, 1]
+    assert wire.request("window", {"layer": 1, "head": 0, "q0": 0, "q1": 8, "k0": 0, "k1": 8})["ok"]
+    assert grid.error == {}

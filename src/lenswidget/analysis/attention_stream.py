@@ -46,6 +46,10 @@ class StreamedAttention:
             else None (then :func:`head_pattern` reruns one block).
         block_inputs: per layer ``(args, kwargs)`` of the block's forward (on the model's device),
             or None where the model has no ``blocks`` to rerun.
+        overviews: float16 [n_layers, n_heads, S(S+1)/2] (CPU) when asked for: each head's pattern
+            max-pooled to ``S = overview_size`` cells (:func:`pool_size`), only the causal triangle,
+            row by row (row q holds cells 0..q), ready to send; else None.
+        overview_size: S (0 without overviews).
     """
 
     values: torch.Tensor
@@ -56,6 +60,8 @@ class StreamedAttention:
     logits: torch.Tensor | None = None
     patterns: torch.Tensor | None = None
     block_inputs: list | None = None
+    overviews: torch.Tensor | None = None
+    overview_size: int = 0
 
     @property
     def size(self) -> int:
@@ -157,6 +163,8 @@ def stream_attention(
     keep_patterns_bytes: int = 64 * 1024**2,
     keep_logits_bytes: int = 256 * 1024**2,
     keep_block_inputs: bool = True,
+    overview: int = 0,
+    overview_bytes: int = 256 * 1024**2,
 ) -> StreamedAttention:
     """Head scores and pooled thumbnails of every head on one prompt, one layer's pattern at a time.
 
@@ -167,6 +175,9 @@ def stream_attention(
         keep_patterns_bytes: keep every full pattern (float32, CPU) when they take at most this.
         keep_logits_bytes: keep the logits when they take at most this.
         keep_block_inputs: keep each block's input for :func:`head_pattern`.
+        overview: when > 0, also keep every head's pattern max-pooled to at most this many cells
+            a side (float16 triangles, :func:`overview_layout` within ``overview_bytes``), so a
+            focused head's overview needs no rerun.
 
     Returns:
         :class:`StreamedAttention`. Raises :class:`InputError` for fewer than two tokens or a
@@ -189,12 +200,17 @@ def stream_attention(
     values = torch.zeros(len(SCORE_NAMES), n_layers, n_heads)
     thumbs = torch.zeros(n_layers, n_heads, size, size)
     full = torch.zeros(n_layers, n_heads, pos, pos) if keep_full else None
+    o_side = overview_layout(n_layers, n_heads, pos, int(overview), overview_bytes) if overview > 0 else 0
+    overviews = torch.zeros(n_layers, n_heads, o_side * (o_side + 1) // 2, dtype=torch.float16) if o_side else None
+    o_rows, o_cols = torch.tril_indices(o_side, o_side, device=device) if o_side else (None, None)
 
     def on_pattern(layer: int):
         def hook(act: torch.Tensor, hook: Any = None) -> torch.Tensor:
             p = act[0].float()
             values[:, layer] = layer_scores(p, idx).cpu()
             thumbs[layer] = pool_pattern(p, size).cpu()
+            if overviews is not None:
+                overviews[layer] = pool_pattern(p, o_side)[:, o_rows, o_cols].half().cpu()
             if full is not None:
                 full[layer] = p.cpu()
             return act
@@ -229,7 +245,40 @@ def stream_attention(
         logits=logits if keep_logits else None,
         patterns=full,
         block_inputs=block_inputs,
+        overviews=overviews,
+        overview_size=o_side,
     )
+
+
+def overview_layout(n_layers: int, n_heads: int, pos: int, size: int, max_bytes: int) -> int:
+    """The overview side S (:func:`pool_size` of at most ``size`` cells) such that every head's
+    float16 triangle, n_layers * n_heads * S(S+1)/2 * 2 bytes, fits ``max_bytes`` (at least 16)."""
+    s = max(1, int(size))
+    while True:
+        side = pool_size(pos, s)[1]
+        if side <= 16 or n_layers * n_heads * side * (side + 1) <= max_bytes:
+            return side
+        s = max(16, int(s * 0.9))
+
+
+def check_window(pos: int, q0: int, q1: int, k0: int, k1: int, max_side: int) -> tuple[int, int, int, int]:
+    """Check a window of queries ``q0 <= q < q1`` and keys ``k0 <= k < k1`` of a ``pos``-token
+    pattern: inside it, not empty, at most ``max_side`` tokens a side. Returns the bounds as ints;
+    an :class:`InputError` naming what is wrong otherwise."""
+    bounds = tuple(int(x) for x in (q0, q1, k0, k1))
+    q0, q1, k0, k1 = bounds
+    if not (0 <= q0 < q1 <= pos and 0 <= k0 < k1 <= pos):
+        raise InputError(
+            f"Window queries [{q0}, {q1}) x keys [{k0}, {k1}) is not inside the {pos}-token pattern "
+            f"(need 0 <= q0 < q1 <= {pos} and 0 <= k0 < k1 <= {pos}).",
+            details={"window": list(bounds), "pos": pos},
+        )
+    if q1 - q0 > max_side or k1 - k0 > max_side:
+        raise InputError(
+            f"Window of {q1 - q0} x {k1 - k0} tokens: at most {max_side} x {max_side}.",
+            details={"window": list(bounds), "max_side": max_side},
+        )
+    return q0, q1, k0, k1
 
 
 def head_pattern(model: Any, streamed: StreamedAttention, layer: int, head: int) -> torch.Tensor:
@@ -256,3 +305,57 @@ def head_pattern(model: Any, streamed: StreamedAttention, layer: int, head: int)
     if "p" not in store:  # pragma: no cover - a model whose block skipped its pattern hook
         raise InputError(f"blocks.{layer}.attn.hook_pattern did not fire; cannot show L{layer}H{head}.")
     return store["p"]
+
+
+@dataclass
+class PatternOverview:
+    """One head's pattern max-pooled for an overview (what the focus panel draws zoomed out).
+
+    Attributes:
+        values: float32 [side, side]: cell (i, j) is the largest weight of queries
+            ``i*bin .. i*bin+bin-1`` on keys ``j*bin .. j*bin+bin-1`` (zeros above the diagonal),
+            rounded to float16 as it travels.
+        bin: tokens a cell; pos: the prompt length; layer, head: the head.
+    """
+
+    values: torch.Tensor
+    bin: int
+    pos: int
+    layer: int
+    head: int
+
+
+@dataclass
+class PatternWindow:
+    """A window of one head's pattern at full resolution, with token labels.
+
+    Attributes:
+        values: float32 [q1 - q0, k1 - k0]: ``pattern[q0:q1, k0:k1]`` (queries as rows).
+        q0, q1, k0, k1: the bounds (half-open); layer, head: the head.
+        query_tokens, key_tokens: the token strings of the rows and the columns.
+    """
+
+    values: torch.Tensor
+    q0: int
+    q1: int
+    k0: int
+    k1: int
+    layer: int
+    head: int
+    query_tokens: list[str]
+    key_tokens: list[str]
+
+
+def overview_triangle(streamed: StreamedAttention, pattern: torch.Tensor | None, layer: int, head: int,
+                      size: int) -> tuple[torch.Tensor, int, int]:
+    """One head's overview as it travels: float16 [S(S+1)/2] (the triangle row by row), its side S
+    and bin. From the streamed overviews when kept, else max-pooled from ``pattern`` [pos, pos]
+    to at most ``size`` cells a side."""
+    pos = streamed.pos
+    if streamed.overviews is not None:
+        side = streamed.overview_size
+        return streamed.overviews[layer, head], side, pool_size(pos, side)[0]
+    assert pattern is not None, "no kept overview: pass the head's pattern"
+    k, side = pool_size(pos, size)
+    rows, cols = torch.tril_indices(side, side)
+    return pool_pattern(pattern.float(), side)[rows, cols].half(), side, k

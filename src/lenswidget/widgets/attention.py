@@ -11,7 +11,9 @@ import torch
 import traitlets
 
 from ..analysis.ablation import MODES, AblationResult, ablate_heads
-from ..analysis.attention_stream import StreamedAttention, head_pattern, stream_attention
+from ..analysis.attention_stream import (
+    PatternOverview, PatternWindow, StreamedAttention, check_window, head_pattern, overview_triangle, stream_attention,
+)
 from ..analysis.heads import SCORE_NAMES, HeadScores
 from ..encode import encode_tensor, encode_tril
 from ..errors import InputError
@@ -32,6 +34,13 @@ MAX_TOKENS = 4096
 #: keep every full pattern in memory (CPU float32) up to this many bytes; beyond it a focused
 #: head's pattern is recomputed from its block's kept input
 KEEP_PATTERNS_BYTES = 64 * 1024**2
+#: a focused head is drawn in full up to this many tokens; longer prompts show an overview (max-pooled)
+#: and a window of at most this many tokens a side at full resolution, with token labels
+WINDOW_MAX = 256
+#: overview side in cells (about the focus panel's width in CSS px), kept for every head while the
+#: grid is built on prompts over WINDOW_MAX tokens (float16 triangles, at most OVERVIEW_BYTES in all)
+OVERVIEW = 512
+OVERVIEW_BYTES = 256 * 1024**2
 
 
 def thumb_layout(n_layers: int, n_heads: int, pos: int) -> tuple[int, str]:
@@ -75,12 +84,17 @@ class AttentionGrid(LensWidget):
     #: the lens selection this grid last followed: ``{label, source}``, or ``{}``
     linked = traitlets.Dict({}).tag(sync=True)
     last_result = traitlets.Dict({}).tag(sync=True)
+    #: the focused head's window at full resolution: ``[q0, q1, k0, k1]`` (queries q0 <= q < q1,
+    #: keys k0 <= k < k1), or ``[]`` for the view's default
+    focus_window = traitlets.List(traitlets.Int(), []).tag(sync=True)
 
     REQUESTS = {
         "run": Request("run", {"prompt": str}),
         "ablate": Request("ablate", {"layer": int, "head": int, "mode": (str, None)}),
         "clear": Request("clear", {}),
         "pattern": Request("pattern", {"layer": int, "head": int}),
+        "overview": Request("overview", {"layer": int, "head": int}),
+        "window": Request("window", {"layer": int, "head": int, "q0": int, "q1": int, "k0": int, "k1": int}),
     }
 
     def __init__(self, lens: Lens, prompt: str, **kwargs: Any) -> None:
@@ -89,6 +103,7 @@ class AttentionGrid(LensWidget):
         self.streamed: StreamedAttention | None = None
         self._tokens: torch.Tensor | None = None
         self.last_ablation: AblationResult | None = None
+        self._full: tuple[int, int, torch.Tensor] | None = None  # the last focused head's pattern
         self.run(prompt)
         # follow the lens's selection (a head picked in any view of this lens); held weakly
         self._unfollow = lens.observe_selection(self._follow_selection)
@@ -103,6 +118,18 @@ class AttentionGrid(LensWidget):
             raise traitlets.TraitError("focus is [] or [layer, head]")
         try:
             return list(self.lens.check_head(*value))
+        except InputError as err:
+            raise traitlets.TraitError(str(err)) from None
+
+    @traitlets.validate("focus_window")
+    def _check_window(self, proposal: Any) -> list[int]:
+        value = list(proposal["value"])
+        if not value:
+            return []
+        if len(value) != 4:
+            raise traitlets.TraitError("focus_window is [] or [q0, q1, k0, k1]")
+        try:
+            return list(check_window(len(self.tokens), *value, WINDOW_MAX))
         except InputError as err:
             raise traitlets.TraitError(str(err)) from None
 
@@ -132,7 +159,38 @@ class AttentionGrid(LensWidget):
         """The full attention pattern of head ``(layer, head)``: float32 [pos, pos] (queries as
         rows), what the focus panel draws (the view asks for it when the grid's thumbnails are
         pooled). Recomputed from that one block's kept input on long prompts."""
-        return self._python_call(lambda: self._exclusive("pattern", lambda: self._pattern(layer, head)))
+        return self._python_call(lambda: self._exclusive("pattern", lambda: self._pattern(layer, head).clone()))
+
+    def overview(self, layer: int, head: int) -> PatternOverview:
+        """Head ``(layer, head)``'s pattern max-pooled to at most :data:`OVERVIEW` cells a side:
+        what the focus panel draws zoomed out on prompts over :data:`WINDOW_MAX` tokens (the view
+        gets it as float16; kept from the grid's run, no rerun)."""
+
+        def get() -> PatternOverview:
+            tri, side, k = self._overview(layer, head)
+            rows, cols = torch.tril_indices(side, side)
+            values = torch.zeros(side, side)
+            values[rows, cols] = tri.float()
+            return PatternOverview(values=values, bin=k, pos=len(self.tokens), layer=int(layer), head=int(head))
+
+        return self._python_call(lambda: self._exclusive("overview", get))
+
+    def window(self, q0: int, q1: int, k0: int, k1: int, layer: int | None = None, head: int | None = None) -> PatternWindow:
+        """Show queries ``q0 <= q < q1`` x keys ``k0 <= k < k1`` (at most :data:`WINDOW_MAX` a
+        side) of head ``(layer, head)`` (default the focused head; it becomes focused) at full
+        resolution with token labels; returns what the view draws."""
+
+        def get() -> PatternWindow:
+            f = (layer, head) if layer is not None or head is not None else tuple(self.focus)
+            if len(f) != 2:
+                raise InputError("No head is focused: pass layer and head, or focus one first.")
+            win = self._window(f[0], f[1], q0, q1, k0, k1)
+            with self.hold_sync():
+                self.focus = [win.layer, win.head]
+                self.focus_window = [win.q0, win.q1, win.k0, win.k1]
+            return win
+
+        return self._python_call(lambda: self._exclusive("window", get))
 
     def clear(self) -> None:
         """Remove the ablation result from the view."""
@@ -158,6 +216,20 @@ class AttentionGrid(LensWidget):
         data, meta = encode_tril(pat, dtype, lo=0.0, hi=1.0)
         return {"layer": layer, "head": head, "meta": meta}, [data]
 
+    def _req_overview(self, layer: int, head: int) -> tuple[dict, list]:
+        tri, side, k = self._overview(layer, head)
+        pos = len(self.tokens)
+        meta = {"dtype": "f16", "shape": [int(tri.shape[0])], "scale": 1.0, "offset": 0.0, "layout": "tril",
+                "size": side, "pos": pos, "bin": k, "pooled": k > 1}
+        return {"layer": int(layer), "head": int(head), "meta": meta}, [tri.numpy().astype("<f2").tobytes()]
+
+    def _req_window(self, layer: int, head: int, q0: int, q1: int, k0: int, k1: int) -> tuple[dict, list]:
+        win = self._window(layer, head, q0, q1, k0, k1)
+        self.focus_window = [win.q0, win.q1, win.k0, win.k1]
+        data, meta = encode_tensor(win.values, "f32")
+        bounds = {"q0": win.q0, "q1": win.q1, "k0": win.k0, "k1": win.k1}
+        return {"layer": win.layer, "head": win.head, **bounds, "meta": meta}, [data]
+
     # ------------------------------------------------------------------ work
     def _run(self, prompt: str) -> HeadScores:
         tokens = self.lens.tokenize(prompt)
@@ -172,7 +244,9 @@ class AttentionGrid(LensWidget):
         L, H = self.lens.n_layers, self.lens.n_heads
         size, dtype = thumb_layout(L, H, int(tokens.shape[-1]))
         # one layer's patterns at a time: scores and pooled thumbnails, never all patterns at once
-        streamed = stream_attention(self.lens.model, tokens, thumb=size, keep_patterns_bytes=KEEP_PATTERNS_BYTES)
+        overview = OVERVIEW if tokens.shape[-1] > WINDOW_MAX else 0
+        streamed = stream_attention(self.lens.model, tokens, thumb=size, keep_patterns_bytes=KEEP_PATTERNS_BYTES,
+                                    overview=overview, overview_bytes=OVERVIEW_BYTES)
         pat_bytes, pat_meta = encode_tril(streamed.thumbs, dtype, lo=0.0, hi=1.0)
         pat_meta.update(pos=streamed.pos, pooled=streamed.pooled, bin=-(-streamed.pos // streamed.size))
         score_bytes, score_meta = encode_tensor(streamed.values, "f32")
@@ -183,7 +257,9 @@ class AttentionGrid(LensWidget):
         self.streamed = streamed
         self._tokens = tokens
         self.last_ablation = None
+        self._full = None
         with self.hold_sync():
+            self.focus_window = []
             self.prompt = prompt
             self.tokens = self.lens.str_tokens(tokens)
             self.n_layers = L
@@ -198,7 +274,24 @@ class AttentionGrid(LensWidget):
     def _pattern(self, layer: Any, head: Any) -> torch.Tensor:
         layer, head = self.lens.check_head(layer, head)
         assert self.streamed is not None
-        return head_pattern(self.lens.model, self.streamed, layer, head)
+        if self._full is not None and self._full[:2] == (layer, head):
+            return self._full[2]
+        pattern = head_pattern(self.lens.model, self.streamed, layer, head)
+        self._full = (layer, head, pattern)  # scrolling a window slices it: one rerun a head
+        return pattern
+
+    def _overview(self, layer: Any, head: Any) -> tuple[torch.Tensor, int, int]:
+        layer, head = self.lens.check_head(layer, head)
+        assert self.streamed is not None
+        kept = self.streamed.overviews is not None
+        return overview_triangle(self.streamed, None if kept else self._pattern(layer, head), layer, head, OVERVIEW)
+
+    def _window(self, layer: Any, head: Any, q0: Any, q1: Any, k0: Any, k1: Any) -> PatternWindow:
+        layer, head = self.lens.check_head(layer, head)
+        q0, q1, k0, k1 = check_window(len(self.tokens), q0, q1, k0, k1, WINDOW_MAX)
+        values = self._pattern(layer, head)[q0:q1, k0:k1].clone()
+        return PatternWindow(values=values, q0=q0, q1=q1, k0=k0, k1=k1, layer=layer, head=head,
+                             query_tokens=self.tokens[q0:q1], key_tokens=self.tokens[k0:k1])
 
     def _ablate(self, layer: Any, head: Any, mode: str | None, sources: Any) -> AblationResult:
         layer, head = self.lens.check_head(layer, head)
