@@ -8,12 +8,17 @@
 // of the clicked edge (patch_edge) or node (node, remove_node, restore).
 // A size change redraws at once from the top edges this view holds (pruned here exactly as Python
 // prunes) and marks the faithfulness as pending until Python's exact value arrives.
+// "weights overlay" (weights_overlay {on}) shades head -> head edges by their composition score from
+// the weights (circuit/overlay.ts) beside the data score; the legend under the graph says which is which.
+// The graph's data-draw-ms is the last redraw's time (prune + SVG build), data-redraws the count.
 
 import type { Circuit, TopEdges } from "./circuit/data";
 import { decodeNodeScores, decodeTopEdges, prune, sizeError, sizeFromInput } from "./circuit/data";
 import { drawCurve, parseCurve } from "./circuit/curve";
 import { circuitSVG } from "./circuit/export";
 import { SVG_NS, drawGraph } from "./circuit/graph";
+import type { Overlay } from "./circuit/overlay";
+import { decodeOverlay, overlayLegend } from "./circuit/overlay";
 import { DetailPanel } from "./circuit/panel";
 import { button, h } from "./lib/dom";
 import { fmt3 } from "./lib/format";
@@ -31,8 +36,8 @@ export const METHODS: Array<[string, string]> = [
   ["exact", "exact (every edge patched)"],
 ];
 
-type Part = "inputs" | "edges" | "graph" | "curve" | "panel" | "summary" | "theme";
-const ALL_PARTS: Part[] = ["inputs", "edges", "graph", "curve", "panel", "summary", "theme"];
+type Part = "inputs" | "edges" | "overlay" | "graph" | "curve" | "panel" | "summary" | "theme";
+const ALL_PARTS: Part[] = ["inputs", "edges", "overlay", "graph", "curve", "panel", "summary", "theme"];
 
 // Not a named export: anywidget warns ("Direct export of a 'render'") when a module has one.
 function render({ model, el }: RenderProps): () => void {
@@ -62,6 +67,9 @@ function render({ model, el }: RenderProps): () => void {
   sizeIn.classList.add("lw-ci-narrow");
   const unit = h("select", { class: "lw-select", testid: "lw-ci-size-unit", attrs: { "aria-label": "Size unit" } });
   for (const u of ["edges", "%"]) unit.appendChild(h("option", { text: u, attrs: { value: u } }));
+  const overlayBox = h("input", { testid: "lw-ci-overlay", attrs: { type: "checkbox", "aria-label": "Weights overlay" } });
+  const overlayLabel = h("label", { class: "lw-field lw-ci-toggle" }, [overlayBox, h("span", { text: "weights overlay" })]);
+  overlayLabel.title = "Shade head → head q/k/v edges by their composition score from the weights (computed once per model)";
   w.header.append(
     h("div", { class: "lw-pt-inputs" }, [
       h("label", { class: "lw-pt-input" }, [h("span", { class: "lw-pt-input-label", text: "clean" }), cleanIn]),
@@ -77,6 +85,7 @@ function render({ model, el }: RenderProps): () => void {
       h("label", { class: "lw-field" }, [h("span", { text: "steps" }), steps]),
       rescoreBtn,
       h("label", { class: "lw-field" }, [h("span", { text: "circuit size" }), sizeIn, unit]),
+      overlayLabel,
     ]),
   );
 
@@ -96,11 +105,14 @@ function render({ model, el }: RenderProps): () => void {
     restore: () => void w.request("restore", {}),
   });
   const side = h("div", { class: "lw-ci-side" }, [curveSvg as unknown as HTMLElement, panel.el]);
-  w.body.append(summary, h("div", { class: "lw-ci-main" }, [graphBox, side]));
+  const legend = h("div", { class: "lw-ci-legend", testid: "lw-ci-legend" });
+  const left = h("div", { class: "lw-ci-left" }, [graphBox, legend]);
+  w.body.append(summary, h("div", { class: "lw-ci-main" }, [left, side]));
 
   // ---- state ----------------------------------------------------------------------------------
   let top: TopEdges = { edges: [], nEdges: 0, maxAbs: 0, method: "" };
   let nodeScores = new Map<string, number>();
+  let overlay: Overlay | null = null;
   let circuit: Circuit = { edges: [], nodes: [], pruned: 0 };
   /** A size typed here, drawn before Python's `current` has caught up. */
   let localSize: number | null = null;
@@ -167,6 +179,12 @@ function render({ model, el }: RenderProps): () => void {
     sizeIn.value = unit.value === "%" ? String(Math.round((1e4 * s) / Math.max(1, nEdges)) / 100) : String(s);
   });
   w.listen(graphBox, "click", click);
+  w.listen(overlayBox, "change", () => {
+    const on = overlayBox.checked;
+    void w.request("weights_overlay", { on }).then((r) => {
+      if (!r) overlayBox.checked = overlay !== null; // refused: back to what Python shows
+    });
+  });
   w.onPending((open) => {
     const busy = open.length > 0;
     applyBtn.disabled = rescoreBtn.disabled = busy && open.some((o) => o.kind === "score" || o.kind === "set_inputs");
@@ -209,6 +227,7 @@ function render({ model, el }: RenderProps): () => void {
       selectedEdge: typeof sel.edge === "string" ? sel.edge : null,
       selectedNode: typeof sel.node === "string" ? sel.node : null,
       palette: w.palette(),
+      overlay,
     });
     redraws++;
     const d = graphSvg.dataset;
@@ -217,6 +236,17 @@ function render({ model, el }: RenderProps): () => void {
     d.nodes = String(circuit.nodes.length);
     d.redraws = String(redraws);
     d.drawMs = (now() - t0).toFixed(2);
+    d.overlay = String(overlay !== null);
+  }
+
+  function renderLegend(): void {
+    const data = `edges: width ∝ |${top.method || "data"} score| from the prompt pair, blue = carries the clean behaviour, red = against it; q/k/v = the input it feeds`;
+    legend.replaceChildren(h("div", { testid: "lw-ci-legend-data", text: data }));
+    if (overlay) {
+      const swatch = h("span", { class: "lw-ci-halo-swatch" });
+      legend.append(h("div", { testid: "lw-ci-legend-overlay" }, [swatch, h("span", { text: overlayLegend(overlay, top.method) })]));
+    }
+    overlayBox.checked = overlay !== null;
   }
 
   function pendingFaith(): boolean {
@@ -259,13 +289,15 @@ function render({ model, el }: RenderProps): () => void {
       top = decoded ?? { edges: [], nEdges: 0, maxAbs: 0, method: "" };
       nodeScores = w.decode("node scores", () => decodeNodeScores(model.get("node_scores"))) ?? new Map();
     }
+    if (d.has("overlay")) overlay = w.decode("weights overlay", () => decodeOverlay(model.get("overlay"))) ?? null;
+    if (d.has("overlay") || d.has("edges")) renderLegend();
     if (d.has("inputs")) renderInputs();
-    if (d.has("edges") || d.has("graph") || d.has("theme")) renderGraph();
+    if (d.has("edges") || d.has("overlay") || d.has("graph") || d.has("theme")) renderGraph();
     if (d.has("edges") || d.has("graph") || d.has("summary")) renderSummary();
     if (d.has("curve") || d.has("theme") || d.has("summary")) renderCurve();
     if (d.has("panel") || d.has("graph")) {
       const nodes = new Set(circuit.nodes);
-      panel.render(selected(), model.get("edge_result"), model.get("node_result"), removed(), (n) => nodes.has(n));
+      panel.render(selected(), model.get("edge_result"), model.get("node_result"), removed(), (n) => nodes.has(n), overlay !== null);
     }
   }
 
@@ -278,6 +310,7 @@ function render({ model, el }: RenderProps): () => void {
     invalidate("graph", "summary", "curve", "inputs", "panel");
   });
   w.onChange(["curve"], () => invalidate("curve"));
+  w.onChange(["overlay"], () => invalidate("overlay", "panel"));
   w.onChange(["selected", "edge_result", "node_result"], () => {
     localSel = null;
     invalidate("graph", "panel");
@@ -291,6 +324,7 @@ function render({ model, el }: RenderProps): () => void {
       `Circuit: top ${size()} of ${numberOr(model.get("n_edges"), 0)} edges (${top.method}) — faithfulness ${fmt3(c.faithfulness)}`,
       `clean: ${JSON.stringify(String(model.get("clean_prompt") ?? ""))}; corrupted: ${JSON.stringify(String(model.get("corrupted_prompt") ?? ""))}`,
       `metric: logit(${JSON.stringify(String(model.get("answer") ?? ""))}) − logit(${JSON.stringify(String(model.get("wrong") ?? ""))}); edges blue +, red −; width ∝ |score|`,
+      ...(overlay ? [overlayLegend(overlay, top.method)] : []),
     ], w.palette());
   };
   w.setExports(() =>

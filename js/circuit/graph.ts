@@ -5,13 +5,16 @@
 // port (left, middle, right under the node, lettered), a key/value group's bracket, the MLP's
 // bottom, or the logits bar. Width grows with |score|, colour is the sign (blue +, red −), nodes are
 // shaded by their score. Every edge is a <g data-edge> and every node a <g data-node>, with
-// data-score, for clicks and for browser tests; the strongest edges are drawn last (on top).
+// data-score, for clicks and for browser tests; the strongest edges are drawn last (on top). With
+// the weights overlay on, a head -> head edge also carries data-composition(-z, -kind) and a halo.
 
 import type { ColorScale } from "../lib/colors";
 import { diverging } from "../lib/colors";
 import type { Palette } from "../lib/theme";
 import type { Edge } from "./data";
 import { parseNode } from "./data";
+import type { Overlay } from "./overlay";
+import { haloColor, haloStyle } from "./overlay";
 
 export const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -28,6 +31,8 @@ export interface GraphSpec {
   selectedEdge: string | null;
   selectedNode: string | null;
   palette: Palette;
+  /** The weights overlay (circuit/overlay.ts): a halo on head -> head edges; null when off. */
+  overlay?: Overlay | null;
 }
 
 export interface Point {
@@ -182,15 +187,27 @@ export function drawGraph(svg: SVGSVGElement, spec: GraphSpec): Layout {
     const d = curvePath(a, b);
     const w = edgeWidth(e.score, maxAbs);
     const gone = isRemoved(e, spec.removed);
-    const g = el(doc, "g", { "data-edge": e.label, "data-score": e.score, class: "lw-ci-edge", cursor: "pointer" });
+    const comp = spec.overlay?.edges.get(e.label);
+    const g = el(doc, "g", {
+      "data-edge": e.label, "data-score": e.score, class: "lw-ci-edge", cursor: "pointer",
+      ...(comp ? { "data-composition": comp.score, "data-composition-z": comp.z, "data-composition-kind": comp.kind } : {}),
+    });
     if (spec.selectedEdge === e.label) g.appendChild(el(doc, "path", { d, fill: "none", stroke: p.accent, "stroke-width": w + 5, "stroke-opacity": 0.6, "data-selected": "true" }));
+    if (comp && spec.overlay) {
+      const hs = haloStyle(comp, spec.overlay);
+      g.appendChild(el(doc, "path", {
+        d, fill: "none", stroke: haloColor(p), "stroke-width": w + 6, "stroke-opacity": hs.opacity, "stroke-linecap": "round",
+        class: "lw-ci-halo", ...(hs.dashed ? { "stroke-dasharray": "3 3", "data-dashed": "true" } : {}),
+      }));
+    }
     const frac = maxAbs > 0 ? Math.abs(e.score) / maxAbs : 0;
     g.appendChild(el(doc, "path", {
       d, fill: "none", stroke: gone ? p.muted : edgeColor(e.score, p), "stroke-width": w,
       "stroke-opacity": gone ? 0.3 : 0.35 + 0.6 * frac, ...(gone ? { "stroke-dasharray": "4 3" } : {}),
     }));
     g.appendChild(el(doc, "path", { d, fill: "none", stroke: "transparent", "stroke-width": Math.max(9, w + 6), class: "lw-ci-hit", "pointer-events": "stroke" }));
-    g.appendChild(el(doc, "title", {}, `${e.label}: ${e.score.toPrecision(4)}`));
+    const compText = comp ? `; ${comp.kind.toUpperCase()}-composition ${comp.score.toFixed(3)} (z ${comp.z.toFixed(1)})` : "";
+    g.appendChild(el(doc, "title", {}, `${e.label}: ${e.score.toPrecision(4)}${compText}`));
     frag.appendChild(g);
     if (e.port && e.targets.length === 1 && !e.down.includes("KV")) {
       if (!ports.has(e.targets[0])) ports.set(e.targets[0], new Set());

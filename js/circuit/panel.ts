@@ -4,7 +4,8 @@
 // Remove / Restore buttons. Numbers carry data-value (the exact JSON number); tokens are text.
 //
 // Elements (data-testid): lw-ci-panel; edge: lw-ci-edge-label, lw-ci-edge-estimate,
-// lw-ci-edge-effect, lw-ci-edge-value, lw-ci-edge-normalized, lw-ci-edge-rank; node:
+// lw-ci-edge-effect, lw-ci-edge-value, lw-ci-edge-normalized, lw-ci-edge-rank, and with the
+// weights overlay on lw-ci-edge-composition, lw-ci-edge-composition-z (or lw-ci-edge-no-composition); node:
 // lw-ci-node-label, lw-ci-node-score, lw-ci-node-dla, lw-ci-promoted / lw-ci-suppressed (rows
 // lw-ci-token with data-token, data-id, data-value), lw-ci-attention (rows lw-ci-attn-row with
 // data-pos, data-value), lw-ci-remove, lw-ci-restore.
@@ -53,10 +54,10 @@ export class DetailPanel {
   }
 
   /** Show the edge result, the node result (whichever `selected` names), or nothing. */
-  render(selected: unknown, edge: unknown, node: unknown, removed: string[], inCircuit: (n: string) => boolean): void {
+  render(selected: unknown, edge: unknown, node: unknown, removed: string[], inCircuit: (n: string) => boolean, overlayOn = false): void {
     const sel = isObject(selected) ? selected : {};
     const parts: HTMLElement[] = [];
-    if (typeof sel.edge === "string" && isObject(edge) && edge.edge === sel.edge) parts.push(...this.edgeParts(edge));
+    if (typeof sel.edge === "string" && isObject(edge) && edge.edge === sel.edge) parts.push(...this.edgeParts(edge, overlayOn));
     else if (typeof sel.node === "string" && isObject(node) && node.label === sel.node) parts.push(...this.nodeParts(node, removed, inCircuit(sel.node)));
     if (removed.length) {
       const restore = button(`Restore ${removed.join(", ")}`, "lw-ci-restore", "lw-btn lw-btn-small");
@@ -67,18 +68,31 @@ export class DetailPanel {
     this.el.hidden = parts.length === 0;
   }
 
-  private edgeParts(e: Record<string, any>): HTMLElement[] {
+  private edgeParts(e: Record<string, any>, overlayOn: boolean): HTMLElement[] {
     const title = h("div", { class: "lw-ci-title", testid: "lw-ci-edge-label", text: String(e.edge) });
     title.dataset.edge = String(e.edge);
     const method = String(e.method ?? "");
     return [
       title,
       h("div", { class: "lw-ci-muted", text: `${e.up} → ${e.down}${e.port ? ` (${e.port} input)` : ""}; rank ${e.rank} of ${e.n_edges} by |score|` }),
-      row("estimate", numberEl("span", "lw-ci-edge-estimate", e.estimate), `attribution (${method}): predicted change of the metric when this edge alone carries the clean value`),
+      row(`estimate (${method || "data"})`, numberEl("span", "lw-ci-edge-estimate", e.estimate), `attribution (${method}): predicted change of the metric when this edge alone carries the clean value`),
       row("exact effect", numberEl("span", "lw-ci-edge-effect", e.effect), "metric with only this edge patched − corrupted metric"),
       row("metric after patch", numberEl("span", "lw-ci-edge-value", e.value)),
       row("normalized", numberEl("span", "lw-ci-edge-normalized", e.normalized), "0 = corrupted run, 1 = clean run"),
       h("div", { class: "lw-ci-muted", text: `corrupted ${fmt3(e.corrupted_value)}, clean ${fmt3(e.clean_value)}` }),
+      ...(overlayOn ? this.compositionParts(e.composition) : []),
+    ];
+  }
+
+  /** The weights overlay's numbers for the edge: its composition score and z vs random matrices. */
+  private compositionParts(c: unknown): HTMLElement[] {
+    if (!isObject(c)) {
+      return [h("div", { class: "lw-ci-muted", testid: "lw-ci-edge-no-composition", text: "composition (weights): none — only head → head q/k/v edges have one" })];
+    }
+    const kind = String(c.kind ?? "").toUpperCase();
+    return [
+      row(`${kind}-composition (weights)`, numberEl("span", "lw-ci-edge-composition", c.score), "‖W_OV(up) · M(down)‖ / (‖W_OV‖ ‖M‖) from the weights alone, as TransformerLens's all_composition_scores"),
+      row("z vs random matrices", numberEl("span", "lw-ci-edge-composition-z", c.z, Number.isFinite(c.z) ? c.z.toFixed(1) : "–"), `baseline ${fmt3(c.baseline_mean)} ± ${fmt3(c.baseline_std)}`),
     ];
   }
 

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import view from "../circuit";
 import { decodeTopEdges, parseEdge, prune, sizeError, sizeFromInput } from "../circuit/data";
 import { curvePath, edgeWidth, endpoints, layout } from "../circuit/graph";
+import { decodeOverlay, haloStyle } from "../circuit/overlay";
 import { FakeModel, choose, f32Bytes, last, tick, viewHarness } from "./helpers";
 
 const ui = viewHarness(view);
@@ -227,6 +228,88 @@ describe("CircuitGraph view", () => {
     mount(m);
     const g = tid("lw-ci-graph")!;
     expect(Number(g.dataset.edges)).toBe(200);
-    expect(Number(g.dataset.drawMs)).toBeLessThan(1000); // happy-dom; the browser figure is in bench/circuit_browser.py
+    expect(Number(g.dataset.drawMs)).toBeLessThan(1000); // happy-dom; the browser figure is in bench/browser_circuit.py
+  });
+});
+
+// The weights overlay: composition scores of the head -> head edges the view holds (widgets/_circuit_overlay.py).
+const OVERLAY = {
+  on: true, labels: ["L0H1->L1H2.k", "L0H3->L1H0.q"], kinds: ["k", "q"], scores: f32Bytes([0.3, 0.126]), z: f32Bytes([25.5, 0.2]),
+  n: 2, baseline_mean: 0.125, baseline_std: 0.007, max: 0.325,
+};
+
+describe("circuit weights overlay", () => {
+  it("decodes the overlay trait; {} is off; halo opacity grows from the baseline to the largest score, solid when z >= 2", () => {
+    const ov = decodeOverlay(OVERLAY)!;
+    expect(ov.edges.get("L0H1->L1H2.k")!.score).toBeCloseTo(0.3, 6);
+    expect(ov.edges.get("L0H3->L1H0.q")).toMatchObject({ kind: "q" });
+    expect(ov.edges.has("embed->L1H2.q")).toBe(false);
+    expect(decodeOverlay({})).toBeNull();
+    expect(() => decodeOverlay({ ...OVERLAY, kinds: ["k", "x"] })).toThrow(/composition kind/);
+    const strong = haloStyle(ov.edges.get("L0H1->L1H2.k")!, ov);
+    expect(strong.dashed).toBe(false);
+    expect(strong.opacity).toBeCloseTo(0.15 + 0.85 * ((0.3 - 0.125) / (0.325 - 0.125)), 2);
+    expect(haloStyle({ kind: "q", score: 0.1, z: -3 }, ov)).toEqual({ opacity: 0.15, dashed: true });
+    expect(haloStyle({ kind: "v", score: 0.5, z: 50 }, ov).opacity).toBe(1);
+  });
+
+  it("head -> head edges drawn carry their composition (a halo); other edges none; the legend says which is which", async () => {
+    const m = new FakeModel(traits({ overlay: OVERLAY }));
+    mount(m);
+    const g = tid("lw-ci-graph")!;
+    expect(g.dataset.overlay).toBe("true");
+    const k = g.querySelector('[data-edge="L0H1->L1H2.k"]')!;
+    expect(Number(k.getAttribute("data-composition"))).toBeCloseTo(0.3, 6);
+    expect(Number(k.getAttribute("data-composition-z"))).toBeCloseTo(25.5, 5);
+    expect(k.getAttribute("data-composition-kind")).toBe("k");
+    expect(k.querySelector(".lw-ci-halo")!.getAttribute("data-dashed")).toBeNull(); // stands out: solid
+    expect(Number(k.getAttribute("data-score"))).toBe(1.5); // the data score is still the edge's
+    for (const label of ["L1H2->logits", "embed->L1H2.q", "embed->L0H1.v"]) {
+      const e = g.querySelector(`[data-edge="${label}"]`)!;
+      expect(e.hasAttribute("data-composition")).toBe(false);
+      expect(e.querySelector(".lw-ci-halo")).toBeNull();
+    }
+    expect(tid("lw-ci-legend-overlay")!.textContent).toMatch(/composition score from the weights/);
+    expect(tid("lw-ci-legend-data")!.textContent).toContain("eap-ig");
+    expect(tid<HTMLInputElement>("lw-ci-overlay")!.checked).toBe(true);
+    // a size change redraws locally: the L0H3 -> L1H0.q edge (dashed: z < 2) appears with its composition
+    const size = tid<HTMLInputElement>("lw-ci-size")!;
+    size.value = "8";
+    size.dispatchEvent(new Event("change"));
+    await frame();
+    const q = g.querySelector('[data-edge="L0H3->L1H0.q"]')!;
+    expect(Number(q.getAttribute("data-composition"))).toBeCloseTo(0.126, 6);
+    expect(q.querySelector(".lw-ci-halo")!.getAttribute("data-dashed")).toBe("true");
+  });
+
+  it("the toggle sends weights_overlay; off removes every halo; the edge panel shows both numbers", async () => {
+    const m = new FakeModel(traits());
+    mount(m);
+    expect(tid("lw-ci-graph")!.querySelector(".lw-ci-halo")).toBeNull();
+    expect(tid("lw-ci-legend-overlay")).toBeNull();
+    const box = tid<HTMLInputElement>("lw-ci-overlay")!;
+    box.checked = true;
+    box.dispatchEvent(new Event("change"));
+    expect(last(m.requests())).toMatchObject({ kind: "weights_overlay", args: { on: true } });
+    const edge = { edge: "L0H1->L1H2.k", up: "L0H1", down: "L1H2", port: "k", value: 0.4, effect: 1.4, estimate: 1.5, normalized: 0.35, rank: 2, n_edges: 81, clean_value: 3, corrupted_value: -1, method: "eap-ig",
+      composition: { kind: "k", score: 0.3, z: 25.5, baseline_mean: 0.125, baseline_std: 0.007 } };
+    m.update({ overlay: OVERLAY, selected: { edge: edge.edge }, edge_result: edge });
+    await frame();
+    expect(tid("lw-ci-graph")!.querySelectorAll(".lw-ci-halo").length).toBe(1);
+    expect(tid("lw-ci-edge-composition")!.dataset.value).toBe("0.3");
+    expect(tid("lw-ci-edge-composition-z")!.dataset.value).toBe("25.5");
+    expect(tid("lw-ci-edge-estimate")!.dataset.value).toBe("1.5");
+    m.update({ selected: { edge: "L1H2->logits" }, edge_result: { ...edge, edge: "L1H2->logits", port: "", composition: null } });
+    await frame();
+    expect(tid("lw-ci-edge-composition")).toBeNull();
+    expect(tid("lw-ci-edge-no-composition")).not.toBeNull();
+    box.checked = false;
+    box.dispatchEvent(new Event("change"));
+    expect(last(m.requests())).toMatchObject({ kind: "weights_overlay", args: { on: false } });
+    m.update({ overlay: {} });
+    await frame();
+    expect(tid("lw-ci-graph")!.querySelector(".lw-ci-halo")).toBeNull();
+    expect(tid("lw-ci-graph")!.dataset.overlay).toBe("false");
+    expect(tid("lw-ci-edge-no-composition")).toBeNull();
   });
 });
