@@ -96,6 +96,18 @@ class Lab:
         self.page = page
         self.server = server
 
+    def write_notebook(self, name: str, cells: list[str]) -> str:
+        """Write a notebook of code ``cells`` into the server's root (a copy of notebooks/); returns ``name``."""
+        nb = {
+            "cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [], "source": src}
+                      for i, src in enumerate(cells)],
+            "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                         "language_info": {"name": "python"}},
+            "nbformat": 4, "nbformat_minor": 5,
+        }
+        (Path(self.server["root"]) / name).write_text(json.dumps(nb, indent=1))
+        return name
+
     def open(self, notebook: str) -> None:
         s = self.server
         self.page.goto(f"{s['url']}/lab/tree/{notebook}?token={s['token']}&reset")
