@@ -3,9 +3,15 @@
 // Header: prompt + Run (Ctrl/Cmd+Enter), colour-by select, ablation mode select, Export menu.
 // Body: the head grid (one canvas), the focus panel for the head in `focus`, and the ablation
 // result panel drawn from `last_result`. Trait changes are coalesced into one redraw per task;
-// patterns are decoded only when `patterns` / `patterns_meta` change.
+// patterns are decoded only when `patterns` / `patterns_meta` change. A focused head of a pooled
+// grid comes from the kernel: up to `window_max` tokens all of it (`window` request, exact), on
+// longer prompts an overview (max-pooled, `overview` request) and a window at full resolution
+// that the overview, the wheel and the Find box move (`window`; the kernel keeps `focus_window`).
 
 import { FocusPanel } from "./attention/focus";
+import { OverviewPanel } from "./attention/overview";
+import type { Bounds } from "./attention/window";
+import { defaultWindow, panWindow, parseBounds, resizeWindow, windowAround, windowShowing } from "./attention/window";
 import type { Head } from "./attention/grid";
 import { HeadGrid, gridCellSize } from "./attention/grid";
 import type { PatternMeta } from "./attention/pooled";
@@ -13,6 +19,7 @@ import { binOf, decodePatternTensor } from "./attention/pooled";
 import { ResultPanel } from "./attention/result";
 import type { Tensor } from "./lib/buffers";
 import { decodeTensor, hasTensor } from "./lib/buffers";
+import { sequential } from "./lib/colors";
 import { h } from "./lib/dom";
 import { promptRow } from "./lib/inputs";
 import { resampleField } from "./lib/resample";
@@ -86,10 +93,20 @@ function render({ model, el }: RenderProps): () => void {
   });
   const focus = new FocusPanel({
     onQuery: (i) => markQuery(i),
+    onReveal: (i) => moveWindow((b, side, P) => windowShowing(b, i, side, P)),
+    onPan: (dq, dk) => moveWindow((b, side, P) => (b ? panWindow(b, dq, dk, P) : defaultWindow(side, P))),
     onAblate: () => ablate(),
     onClear: () => void w.request("clear", {}),
     onClose: () => setFocus(null),
   });
+  const overview = new OverviewPanel({
+    onPick: (q, k) => moveWindow((b, side, P) => windowAround(q, k, b ? b[1] - b[0] : side, P)),
+    onSide: (side) => {
+      windowSide = side;
+      moveWindow((b, _s, P) => (b ? resizeWindow(b, side, P) : defaultWindow(side, P)));
+    },
+  });
+  focus.el.insertBefore(overview.el, focus.el.querySelector(".lw-pattern-scroll"));
   const result = new ResultPanel();
   // The focus and result panels share a column beside the grid (below it when narrow). Beside a
   // tall grid the column moves down to the focused head's row, so a click far down the grid shows
@@ -118,9 +135,20 @@ function render({ model, el }: RenderProps): () => void {
   const patMeta = (): PatternMeta | null => (model.get("patterns_meta") as PatternMeta | null) ?? null;
   /** Prompt length in tokens. */
   const nPos = () => Number(patMeta()?.pos) || seqLen();
-  // Full patterns of pooled heads, fetched on focus: "L,H" -> [T, T], for the current patterns.
-  let full = new Map<string, Float32Array>();
-  let fetching = "";
+  // A pooled grid's focused head, fetched from the kernel for the current patterns (`gen`):
+  // its overview (prompts over window_max tokens) and the window drawn in the focus panel.
+  let gen = 0;
+  let over: { key: string; side: number; bin: number; data: Float32Array } | null = null;
+  let fetchingOver = "";
+  let win: { id: string; key: string; b: Bounds; data: Float32Array } | null = null;
+  let pendingWin = "";
+  let failedWin = "";
+  let queuedWin: [Head, Bounds] | null = null;
+  let drawnWin = "";
+  let windowSide = 64;
+  const windowMax = () => Number(patMeta()?.window_max) || 256;
+  /** Window side in tokens: the chosen one, at most window_max. */
+  const winSide = () => Math.min(windowSide, windowMax());
   const tokens = () => strings(model.get("tokens"));
   const scoreNames = (): string[] => {
     const s = model.get("score_names");
@@ -133,7 +161,10 @@ function render({ model, el }: RenderProps): () => void {
     const metaKey = JSON.stringify(meta ?? null);
     if (view === patterns.key && metaKey === patterns.meta) return;
     patterns = { key: view, meta: metaKey, tensor: null };
-    full = new Map();
+    gen++;
+    over = null;
+    win = null;
+    failedWin = "";
     if (!hasTensor(view, meta)) return;
     patterns.tensor = w.decode("attention patterns", () => {
       const t = decodePatternTensor(view, meta as PatternMeta);
@@ -173,18 +204,60 @@ function render({ model, el }: RenderProps): () => void {
     invalidate("focus");
   }
 
-  /** Ask the kernel for the full pattern of a pooled head; redraw the focus when it comes. */
-  async function fetchPattern(f: Head): Promise<void> {
+  /** Ask the kernel for a pooled head's overview; redraw the focus when it comes. */
+  async function fetchOverview(f: Head): Promise<void> {
     const key = `${f[0]},${f[1]}`;
-    if (fetching === key) return;
-    fetching = key;
-    const mine = full;
-    const reply = await w.request<{ meta: PatternMeta }>("pattern", { layer: f[0], head: f[1] });
-    if (fetching === key) fetching = "";
-    if (!reply || mine !== full || !reply.buffers[0]) return;
-    const t = w.decode("focused pattern", () => decodePatternTensor(reply.buffers[0], reply.result.meta));
-    if (t) full.set(key, t.data);
+    if (fetchingOver === key) return;
+    fetchingOver = key;
+    const mine = gen;
+    const reply = await w.request<{ meta: PatternMeta }>("overview", { layer: f[0], head: f[1] });
+    if (fetchingOver === key) fetchingOver = "";
+    if (!reply || mine !== gen || !reply.buffers[0]) return;
+    const meta = reply.result.meta;
+    const t = w.decode("pattern overview", () => decodePatternTensor(reply.buffers[0], meta));
+    if (t) over = { key, side: Number(meta.size), bin: Number(meta.bin) || 1, data: t.data };
     invalidate("focus");
+  }
+
+  /** Ask the kernel for window `b` of head `f` at full resolution (one request at a time: the
+   * latest wanted window follows when the current one comes). */
+  async function fetchWindow(f: Head, b: Bounds): Promise<void> {
+    const key = `${f[0]},${f[1]}`;
+    const id = `${key}|${b.join(",")}`;
+    if ((win && win.id === id) || pendingWin === id || failedWin === id) return;
+    if (pendingWin) {
+      queuedWin = [f, b];
+      return;
+    }
+    pendingWin = id;
+    const mine = gen;
+    const [q0, q1, k0, k1] = b;
+    const reply = await w.request<{ meta: PatternMeta }>("window", { layer: f[0], head: f[1], q0, q1, k0, k1 });
+    pendingWin = "";
+    if (!reply) failedWin = id;
+    if (reply && mine === gen && reply.buffers[0]) {
+      const t = w.decode("pattern window", () => decodeTensor(reply.buffers[0], reply.result.meta));
+      if (t) win = { id, key, b, data: t.data };
+      invalidate("focus");
+    }
+    const next = queuedWin;
+    queuedWin = null;
+    if (next && mine === gen) void fetchWindow(next[0], next[1]);
+  }
+
+  /** Move the focused head's window: `to(current, side, pos)` gives the new bounds. */
+  function moveWindow(to: (b: Bounds | null, side: number, pos: number) => Bounds): void {
+    const f = parseFocus(model.get("focus"), nLayers(), nHeads());
+    if (!f) return;
+    const b = to(currentBounds(), winSide(), nPos());
+    failedWin = "";
+    void fetchWindow(f, b);
+  }
+
+  /** The window the view wants: the kernel's `focus_window`, else the one shown, else the default. */
+  function currentBounds(): Bounds | null {
+    const P = nPos();
+    return parseBounds(model.get("focus_window"), P, windowMax()) ?? win?.b ?? null;
   }
 
   function ablate(): void {
@@ -293,22 +366,42 @@ function render({ model, el }: RenderProps): () => void {
       grid.setFocus(f);
       grid.draw();
       const pooled = binOf(patMeta()) > 1;
-      const fetched = f ? full.get(`${f[0]},${f[1]}`) : undefined;
-      if (f && pooled && !fetched && patterns.tensor) void fetchPattern(f);
-      if (f && patterns.tensor && T > 0 && (!pooled || fetched)) {
-        const base = (f[0] * H + f[1]) * T * T;
+      if (f && patterns.tensor && T > 0) {
         const names = scoreNames();
+        const scoreList = names.map((n, s) => [n, grid.score(s, f[0], f[1])] as [string, number]);
         const P = pooled ? nPos() : T;
+        const toks = tokens();
+        const labels = Array.from({ length: P }, (_, i) => (i < toks.length ? toks[i] : `#${i}`));
+        const key = `${f[0]},${f[1]}`;
         focus.setPalette(w.palette());
-        focus.setHead(
-          f,
-          fetched ?? patterns.tensor.data.subarray(base, base + T * T),
-          P,
-          tokens(),
-          names.map((n, s) => [n, grid.score(s, f[0], f[1])] as [string, number]),
-        );
-        focus.setWidth(focusWidth());
-        focus.update();
+        if (!pooled) {
+          overview.hide();
+          const base = (f[0] * H + f[1]) * T * T;
+          focus.setHead(f, patterns.tensor.data.subarray(base, base + T * T), labels, scoreList);
+        } else {
+          const big = P > windowMax();
+          const b = big ? currentBounds() ?? defaultWindow(winSide(), P) : ([0, P, 0, P] as Bounds);
+          if (big && over?.key !== key) void fetchOverview(f);
+          void fetchWindow(f, b);
+          if (big && over?.key === key) {
+            overview.setPalette(w.palette(), sequential(w.palette().theme));
+            overview.setData(over.data, over.side, over.bin, P, windowMax(), win ? win.b[1] - win.b[0] : winSide());
+          } else if (!big) overview.hide();
+          if (win && win.key === key) {
+            const [q0, q1, k0, k1] = win.b;
+            focus.setHead(f, win.data, labels, scoreList, { q0, k0, rows: q1 - q0, cols: k1 - k0 });
+          }
+        }
+        if (focus.shownHead() === key) {
+          focus.setWidth(focusWidth());
+          focus.update();
+          if (overview.isShown() && over?.key === key) overview.draw(focusWidth(), win && win.key === key ? win.b : null);
+          if (win && win.id !== drawnWin && focus.isShown()) {
+            drawnWin = win.id;
+            const lock = focus.getLocked();
+            if (lock?.axis === "row") focus.scrollTo(lock.index);
+          }
+        } else focus.hide();
       } else {
         focus.hide();
       }
@@ -335,7 +428,7 @@ function render({ model, el }: RenderProps): () => void {
   w.onChange(["score_names"], () => invalidate("header", "grid"));
   w.onChange(["prompt", "ablation_mode", "resample_prompts", "linked"], () => invalidate("header"));
   w.onChange(["color_by"], () => invalidate("grid"));
-  w.onChange(["focus"], () => invalidate("focus"));
+  w.onChange(["focus", "focus_window"], () => invalidate("focus"));
   w.onChange(["last_result"], () => invalidate("result"));
   w.onTheme((p) => {
     result.setTheme(p.theme);
@@ -375,6 +468,7 @@ function render({ model, el }: RenderProps): () => void {
     redraw.dispose();
     grid.destroy();
     focus.destroy();
+    overview.destroy();
     promptTokens.destroy();
     w.dispose();
   };

@@ -1,7 +1,9 @@
-// The focus panel of AttentionGrid: one head's full [T, T] pattern (queries as rows, keys as
-// columns) with token labels on both axes. Hovering a query token highlights its row (where it
-// attends) and lists the top attended keys; hovering a key highlights its column (what attends to
-// it). Clicking a token (or a cell: its query) locks the highlight; clicking again or Esc unlocks.
+// The focus panel of AttentionGrid: one head's pattern (queries as rows, keys as columns) with
+// token labels on both axes: all of it on short prompts, on long ones a window of it (queries
+// q0.. x keys k0.., exact values from the `window` request; the overview beside it picks where).
+// Hovering a query token highlights its row (where it attends) and lists the top attended keys;
+// hovering a key highlights its column (what attends to it). Clicking a token (or a cell: its
+// query) locks the highlight; clicking again or Esc unlocks. Indices are the prompt's (global).
 
 import type { ColorScale } from "../lib/colors";
 import { sequential } from "../lib/colors";
@@ -10,7 +12,7 @@ import { fmt3 } from "../lib/format";
 import type { Cell } from "../lib/heatmap";
 import { Heatmap } from "../lib/heatmap";
 import type { Palette } from "../lib/theme";
-import { TokenStrip, displayToken } from "../lib/tokens";
+import { TokenStrip, displayToken, tokenTitle } from "../lib/tokens";
 
 export type Axis = "row" | "col";
 
@@ -33,8 +35,20 @@ export function topK(values: ArrayLike<number>, k: number): Array<[number, numbe
   return idx.slice(0, k).map((i) => [i, values[i]]);
 }
 
+/** Which part of the pattern the panel shows: rows q0..q0+rows-1, columns k0..k0+cols-1. */
+export interface WindowSpec {
+  q0: number;
+  k0: number;
+  rows: number;
+  cols: number;
+}
+
 export interface FocusPanelOptions {
   onAblate: () => void;
+  /** Find chose query `i` outside the window: show it (the window moves; the lock is kept). */
+  onReveal?: (i: number) => void;
+  /** Wheel over a window of a longer pattern: move it by `dq` queries and `dk` keys. */
+  onPan?: (dq: number, dk: number) => void;
   /** The query row now highlighted (hovered or locked), or null. */
   onQuery?: (q: number | null) => void;
   onClear: () => void;
@@ -53,8 +67,10 @@ export class FocusPanel {
   private readonly scoresLine: HTMLElement;
   private readonly info: HTMLElement;
   private pattern: Float32Array = new Float32Array(0);
-  private T = 0;
+  /** All of the prompt's tokens (the window's labels are a slice). */
   private tokens: string[] = [];
+  private win: WindowSpec = { q0: 0, k0: 0, rows: 0, cols: 0 };
+  private labelsKey = "";
   private head: [number, number] | null = null;
   private hover: Mark | null = null;
   private hoverCell: Cell | null = null;
@@ -83,10 +99,18 @@ export class FocusPanel {
       testid: "lw-pattern",
       ariaLabel: "Attention pattern: queries as rows, keys as columns",
       onHover: (cell) => {
-        this.hoverCell = cell;
+        this.hoverCell = cell ? { row: cell.row + this.win.q0, col: cell.col + this.win.k0 } : null;
         this.update();
       },
-      onClick: (cell) => this.toggleLock({ axis: "row", index: cell.row }),
+      onClick: (cell) => this.toggleLock({ axis: "row", index: cell.row + this.win.q0 }),
+    });
+    this.heatmap.canvas.addEventListener("wheel", (ev) => {
+      if (!this.opts.onPan || !this.partial()) return;
+      ev.preventDefault();
+      const step = (d: number, side: number) => (d === 0 ? 0 : Math.sign(d) * Math.max(1, Math.round(side / 4)));
+      const horizontal = ev.shiftKey || Math.abs(ev.deltaX) > Math.abs(ev.deltaY);
+      if (horizontal) this.opts.onPan(0, step(ev.shiftKey ? ev.deltaY : ev.deltaX, this.win.cols));
+      else this.opts.onPan(step(ev.deltaY, this.win.rows), 0);
     });
     this.queries = new TokenStrip({
       layout: "axis-left",
@@ -146,20 +170,22 @@ export class FocusPanel {
     this.el.hidden = true;
   }
 
-  /** Lock the next query token (after the locked one, wrapping) whose text contains `text`
-   * (case-insensitive) and scroll its row into view; returns its index, or null. */
+  /** Lock the next query token of the prompt (after the locked one, wrapping) whose text contains
+   * `text` (case-insensitive) and scroll its row into view (outside the window: `onReveal` moves
+   * the window to it); returns its index, or null. */
   findNext(text: string): number | null {
     const needle = text.toLowerCase();
-    if (!needle || !this.T) return null;
+    const T = this.tokens.length;
+    if (!needle || !T) return null;
     const start = this.locked?.axis === "row" ? this.locked.index + 1 : 0;
-    for (let n = 0; n < this.T; n++) {
-      const i = (start + n) % this.T;
+    for (let n = 0; n < T; n++) {
+      const i = (start + n) % T;
       if ((this.tokens[i] ?? "").toLowerCase().includes(needle)) {
         this.locked = { axis: "row", index: i };
-        this.update();
-        const y = this.heatmap.layout.originY + i * this.cell;
-        this.scroller.scrollTop = Math.max(0, y - this.scroller.clientHeight / 2);
         this.el.dataset.found = String(i);
+        if (!this.inRows(i) && this.opts.onReveal) this.opts.onReveal(i);
+        else this.scrollTo(i);
+        this.update();
         return i;
       }
     }
@@ -167,8 +193,16 @@ export class FocusPanel {
     return null;
   }
 
-  /** Show head (l, h): its [T, T] pattern (a view, not copied), token strings and score line. */
-  setHead(head: [number, number], pattern: Float32Array, T: number, tokens: string[], scores: Array<[string, number]>): void {
+  /** Scroll query `i`'s row (when in the window) into the middle of the panel. */
+  scrollTo(i: number): void {
+    if (!this.inRows(i)) return;
+    const y = this.heatmap.layout.originY + (i - this.win.q0) * this.cell;
+    this.scroller.scrollTop = Math.max(0, y - this.scroller.clientHeight / 2);
+  }
+
+  /** Show head (l, h): `pattern` (a view, not copied) holds `win.rows` x `win.cols` values, queries
+   * q0.. x keys k0.. (default: all of a [T, T] pattern); `tokens` are all of the prompt's. */
+  setHead(head: [number, number], pattern: Float32Array, tokens: string[], scores: Array<[string, number]>, win?: WindowSpec): void {
     const [l, hd] = head;
     const label = `L${l}H${hd}`;
     this.head = head;
@@ -187,19 +221,58 @@ export class FocusPanel {
         return s;
       }),
     );
-    const tokensChanged = T !== this.T || tokens.length !== this.tokens.length || tokens.some((t, i) => t !== this.tokens[i]);
-    this.pattern = pattern;
-    this.T = T;
+    const T = tokens.length;
+    const w = win ?? { q0: 0, k0: 0, rows: T, cols: T };
+    const tokensChanged = tokens.length !== this.tokens.length || tokens.some((t, i) => t !== this.tokens[i]);
     if (tokensChanged) {
-      this.tokens = Array.from({ length: T }, (_, i) => (i < tokens.length ? tokens[i] : `#${i}`));
-      this.queries.setTokens(this.tokens);
-      this.keys.setTokens(this.tokens);
+      this.tokens = [...tokens];
       this.locked = null;
       this.hover = null;
       this.hoverCell = null;
     }
-    this.heatmap.setData(pattern, T, T);
+    this.pattern = pattern;
+    this.win = { ...w };
+    const key = `${w.q0},${w.rows},${w.k0},${w.cols}`;
+    if (tokensChanged || key !== this.labelsKey) {
+      this.labelsKey = key;
+      this.label(this.queries, w.q0, w.rows);
+      this.label(this.keys, w.k0, w.cols);
+    }
+    this.el.dataset.window = `${w.q0},${w.q0 + w.rows},${w.k0},${w.k0 + w.cols}`;
+    this.el.dataset.partial = this.partial() ? "true" : "false";
+    this.heatmap.setData(pattern, w.rows, w.cols);
     this.el.hidden = false;
+  }
+
+  /** Token labels `start..start+n-1` on an axis; each item's data-index and title are the prompt's. */
+  private label(strip: TokenStrip, start: number, n: number): void {
+    strip.setTokens(Array.from({ length: n }, (_, i) => this.tokens[start + i] ?? `#${start + i}`));
+    for (let i = 0; i < n; i++) {
+      const item = strip.item(i);
+      if (!item) continue;
+      item.dataset.index = String(start + i);
+      item.title = tokenTitle(this.tokens[start + i] ?? "", start + i);
+    }
+  }
+
+  /** Whether the panel shows a window of a longer pattern. */
+  partial(): boolean {
+    const T = this.tokens.length;
+    return this.win.rows < T || this.win.cols < T;
+  }
+
+  private inRows(i: number): boolean {
+    return i >= this.win.q0 && i < this.win.q0 + this.win.rows;
+  }
+
+  private inCols(j: number): boolean {
+    return j >= this.win.k0 && j < this.win.k0 + this.win.cols;
+  }
+
+  /** The value at (query q, key k) of the prompt, or NaN outside the window. */
+  value(q: number, k: number): number {
+    if (!this.inRows(q) || !this.inCols(k)) return NaN;
+    return this.pattern[(q - this.win.q0) * this.win.cols + (k - this.win.k0)];
   }
 
   hide(): void {
@@ -209,6 +282,11 @@ export class FocusPanel {
       this.lastQuery = null;
       this.opts.onQuery?.(null);
     }
+  }
+
+  /** "l,h" of the head shown, or null. */
+  shownHead(): string | null {
+    return this.head && !this.el.hidden ? `${this.head[0]},${this.head[1]}` : null;
   }
 
   isShown(): boolean {
@@ -223,7 +301,7 @@ export class FocusPanel {
 
   /** Lay out for about `width` CSS px of pattern. */
   setWidth(width: number): void {
-    const cell = patternCellSize(this.T, width);
+    const cell = patternCellSize(Math.max(this.win.rows, this.win.cols), width);
     this.cell = cell;
     this.heatmap.setCellSize(cell);
     const origin = this.heatmap.layout.originX;
@@ -254,16 +332,21 @@ export class FocusPanel {
     if (!this.head) return;
     const mark = this.locked ?? this.hover;
     const cell = this.locked ? null : this.hoverCell;
+    const { q0, k0 } = this.win;
+    const local = (i: number | null | undefined, o: number, inside: (i: number) => boolean) =>
+      i == null || !inside(i) ? null : i - o;
     this.heatmap.setHighlight({
-      row: mark?.axis === "row" ? mark.index : null,
-      col: mark?.axis === "col" ? mark.index : null,
-      cell,
+      row: mark?.axis === "row" ? local(mark.index, q0, (i) => this.inRows(i)) : null,
+      col: mark?.axis === "col" ? local(mark.index, k0, (i) => this.inCols(i)) : null,
+      cell: cell ? { row: cell.row - q0, col: cell.col - k0 } : null,
     });
     this.heatmap.draw();
     const activeQ = mark?.axis === "row" ? mark.index : cell ? cell.row : null;
     const activeK = mark?.axis === "col" ? mark.index : cell ? cell.col : null;
-    this.queries.setMarks(activeQ, this.locked?.axis === "row" ? this.locked.index : null);
-    this.keys.setMarks(activeK, this.locked?.axis === "col" ? this.locked.index : null);
+    const lockQ = this.locked?.axis === "row" ? this.locked.index : null;
+    const lockK = this.locked?.axis === "col" ? this.locked.index : null;
+    this.queries.setMarks(local(activeQ, q0, (i) => this.inRows(i)), local(lockQ, q0, (i) => this.inRows(i)));
+    this.keys.setMarks(local(activeK, k0, (i) => this.inCols(i)), local(lockK, k0, (i) => this.inCols(i)));
     this.el.dataset.locked = this.locked ? `${this.locked.axis}:${this.locked.index}` : "";
     this.renderInfo(mark, cell);
     if (activeQ !== this.lastQuery) {
@@ -277,46 +360,61 @@ export class FocusPanel {
   }
 
   private renderInfo(mark: Mark | null, cell: Cell | null): void {
-    const T = this.T;
-    if (mark) {
+    const { q0, k0, rows, cols } = this.win;
+    const partial = this.partial();
+    this.info.dataset.value = "";
+    if (mark && (mark.axis === "row" ? this.inRows(mark.index) : this.inCols(mark.index))) {
       const i = mark.index;
-      const vals = new Float32Array(T);
-      for (let j = 0; j < T; j++) vals[j] = mark.axis === "row" ? this.pattern[i * T + j] : this.pattern[j * T + i];
+      const n = mark.axis === "row" ? cols : rows;
+      const vals = new Float32Array(n);
+      for (let j = 0; j < n; j++) vals[j] = mark.axis === "row" ? this.value(i, k0 + j) : this.value(q0 + j, i);
       const top = topK(vals, 5);
+      const within = partial ? (mark.axis === "row" ? ` (keys #${k0}–#${k0 + cols - 1})` : ` (queries #${q0}–#${q0 + rows - 1})`) : "";
       const lead =
-        mark.axis === "row" ? `Query #${i} “${this.tok(i)}” attends to:` : `Key #${i} “${this.tok(i)}” is attended by:`;
+        mark.axis === "row"
+          ? `Query #${i} “${this.tok(i)}” attends to${within}:`
+          : `Key #${i} “${this.tok(i)}” is attended by${within}:`;
       const list = h("ol", { class: "lw-top-list", testid: "lw-attends" });
       for (const [j, v] of top) {
+        const g = j + (mark.axis === "row" ? k0 : q0);
         const item = h("li", { class: "lw-top-item", testid: "lw-attend-item" }, [
-          h("span", { class: "lw-top-token", text: `#${j} ${this.tok(j)}` }),
+          h("span", { class: "lw-top-token", text: `#${g} ${this.tok(g)}` }),
           h("span", { class: "lw-top-weight", text: v.toFixed(3) }),
         ]);
-        item.dataset.index = String(j);
+        item.dataset.index = String(g);
         item.dataset.value = String(v);
         list.appendChild(item);
       }
       const children: Node[] = [h("span", { class: "lw-info-lead", text: lead }), list];
       if (this.locked) children.push(h("span", { class: "lw-info-hint", text: "locked: click the token again or press Esc to unlock" }));
       this.info.replaceChildren(...children);
+    } else if (mark) {
+      this.info.replaceChildren(h("span", { class: "lw-info-hint", text: `#${mark.index} is outside the window; loading it…` }));
     } else if (cell) {
-      const v = this.pattern[cell.row * T + cell.col];
+      const v = this.value(cell.row, cell.col);
       this.info.replaceChildren(
         h("span", {
           class: "lw-info-lead",
-          text: `#${cell.row} “${this.tok(cell.row)}” → #${cell.col} “${this.tok(cell.col)}”: ${fmt3(v)}`,
+          text: `#${cell.row} “${this.tok(cell.row)}” → #${cell.col} “${this.tok(cell.col)}”: ${partial ? v.toPrecision(4) : fmt3(v)}`,
         }),
       );
+      this.info.dataset.q = String(cell.row);
+      this.info.dataset.k = String(cell.col);
+      this.info.dataset.value = String(v);
     } else {
+      const hint = partial ? " Wheel: move the window (Shift: keys)." : "";
       this.info.replaceChildren(
-        h("span", { class: "lw-info-hint", text: "Hover a query token (left) or key token (top); click to lock." }),
+        h("span", { class: "lw-info-hint", text: `Hover a query token (left) or key token (top); click to lock.${hint}` }),
       );
     }
   }
 
   toSVG(): string {
     const label = this.head ? `L${this.head[0]}H${this.head[1]}  blocks.${this.head[0]}.attn.hook_pattern` : "";
-    const labels = this.tokens.map((t) => displayToken(t));
-    return this.heatmap.toSVG({ rowLabels: labels, colLabels: labels, title: label, legend: "attention weight" });
+    const { q0, k0, rows, cols } = this.win;
+    const rowLabels = this.tokens.slice(q0, q0 + rows).map((t) => displayToken(t));
+    const colLabels = this.tokens.slice(k0, k0 + cols).map((t) => displayToken(t));
+    return this.heatmap.toSVG({ rowLabels, colLabels, title: label, legend: "attention weight" });
   }
 
   destroy(): void {

@@ -14,6 +14,8 @@ export interface PatternMeta extends TensorMeta {
   pooled?: boolean;
   /** tokens per thumbnail cell */
   bin?: number;
+  /** a focused head is drawn whole up to this many tokens, else as an overview and a window */
+  window_max?: number;
 }
 
 /** Decode a `layout: "tril"` tensor [..., n(n+1)/2] into [..., n, n] (zeros above the diagonal);

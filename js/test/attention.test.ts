@@ -3,7 +3,8 @@ import view, { parseFocus } from "../attention";
 import { fillAtlas, headGridLayout, poolRanges, scoreDomain } from "../attention/grid";
 import { patternCellSize, topK } from "../attention/focus";
 import { resultTitle } from "../attention/result";
-import { cellCenter } from "../lib/heatmap";
+import { panWindow, parseBounds, resizeWindow, windowAround, windowShowing } from "../attention/window";
+import { cellCenter, gridLayout } from "../lib/heatmap";
 import { sequential } from "../lib/colors";
 import { FakeModel, captureDownloads, choose, f16Bytes, f32Bytes, fakePatterns, last, stubContext, tick, viewHarness } from "./helpers";
 
@@ -498,7 +499,7 @@ describe("AttentionGrid on a long prompt (pooled thumbnails)", () => {
     return new Float32Array(out);
   }
 
-  it("decodes triangles, asks for a focused head's full pattern and draws it with every token", async () => {
+  it("decodes triangles, asks for a focused head's full pattern (a window of all of it) and draws it with every token", async () => {
     const P = 12; // tokens
     const S = 3; // thumbnail side, 4 tokens a cell
     const toks = Array.from({ length: P }, (_, i) => ` t${i}`);
@@ -507,7 +508,7 @@ describe("AttentionGrid on a long prompt (pooled thumbnails)", () => {
       traits({
         tokens: toks,
         patterns: f16Bytes(tril(thumbs, L * H, S)),
-        patterns_meta: { dtype: "f16", shape: [L, H, (S * (S + 1)) / 2], scale: 1, offset: 0, layout: "tril", size: S, pos: P, pooled: true, bin: 4 },
+        patterns_meta: { dtype: "f16", shape: [L, H, (S * (S + 1)) / 2], scale: 1, offset: 0, layout: "tril", size: S, pos: P, pooled: true, bin: 4, window_max: 256 },
       }),
     );
     mount(m);
@@ -515,26 +516,127 @@ describe("AttentionGrid on a long prompt (pooled thumbnails)", () => {
     m.set("focus", [1, 2]);
     await tick();
     const req = last(m.requests());
-    expect(req.kind).toBe("pattern");
-    expect(req.args).toEqual({ layer: 1, head: 2 });
+    expect(req.kind).toBe("window");
+    expect(req.args).toEqual({ layer: 1, head: 2, q0: 0, q1: P, k0: 0, k1: P });
+    expect(m.requests().some((r) => r.kind === "overview")).toBe(false); // short enough: no overview
     expect(tid("lw-focus")!.hidden).toBe(true); // nothing drawn until the pattern comes
     const fullPattern = fakePatterns(1, 1, P);
     m.receive(
-      { type: "reply", id: req.id, ok: true, result: { layer: 1, head: 2, meta: { dtype: "f16", shape: [(P * (P + 1)) / 2], scale: 1, offset: 0, layout: "tril", size: P } } },
-      [f16Bytes(tril(fullPattern, 1, P))],
+      { type: "reply", id: req.id, ok: true, result: { layer: 1, head: 2, q0: 0, q1: P, k0: 0, k1: P, meta: { dtype: "f32", shape: [P, P], scale: 1, offset: 0 } } },
+      [f32Bytes(fullPattern)],
     );
     await tick();
     await tick();
     expect(tid("lw-focus")!.hidden).toBe(false);
+    expect(tid("lw-overview-panel")!.hidden).toBe(true);
     const queries = ui.el.querySelectorAll<HTMLElement>('[data-testid="lw-query"]');
     expect(queries.length).toBe(P);
     queries[10].dispatchEvent(new MouseEvent("mouseover", { bubbles: true }));
     const items = [...tid("lw-focus-info")!.querySelectorAll<HTMLElement>('[data-testid="lw-attend-item"]')];
-    // query 10 of the full pattern (not of a thumbnail): its top key and weight
-    expect(Number(items[0].dataset.index)).toBe(10 - ((0 + 0) % 2));
-    expect(Number(items[0].dataset.value)).toBeCloseTo(fullPattern[10 * P + 10], 3);
+    // query 10 of the full pattern (not of a thumbnail): its top key and weight, exact (f32)
+    const row10 = Array.from(fullPattern.subarray(10 * P, 11 * P));
+    expect(Number(items[0].dataset.index)).toBe(row10.indexOf(Math.max(...row10)));
+    expect(Number(items[0].dataset.value)).toBe(Math.max(...row10));
     // the hovered token marks its thumbnail row (token 10 is in cell 2)
     expect(tid<HTMLCanvasElement>("lw-grid")?.dataset.query ?? ui.el.querySelector<HTMLCanvasElement>("canvas")!.dataset.query).toBe("2");
+  });
+
+  it("longer than window_max: an overview and a window with token labels; overview click, Find and wheel move the window", async () => {
+    const P = 40;
+    const WMAX = 16;
+    const S = 10; // thumbnails, 4 tokens a cell
+    const toks = Array.from({ length: P }, (_, i) => ` w${i}x`);
+    const m = new FakeModel(
+      traits({
+        tokens: toks,
+        patterns: f16Bytes(tril(fakePatterns(L, H, S), L * H, S)),
+        patterns_meta: { dtype: "f16", shape: [L, H, (S * (S + 1)) / 2], scale: 1, offset: 0, layout: "tril", size: S, pos: P, pooled: true, bin: 4, window_max: WMAX },
+      }),
+    );
+    mount(m);
+    m.set("focus", [1, 2]);
+    await tick();
+    const reqs = m.requests();
+    const ov = reqs.find((r) => r.kind === "overview")!;
+    const wq = reqs.find((r) => r.kind === "window")!;
+    expect(ov.args).toEqual({ layer: 1, head: 2 });
+    expect(wq.args).toEqual({ layer: 1, head: 2, q0: 0, q1: WMAX, k0: 0, k1: WMAX }); // side capped at window_max
+    const OS = 20; // overview: 2 tokens a cell
+    const overFull = fakePatterns(1, 1, OS);
+    m.receive(
+      { type: "reply", id: ov.id, ok: true, result: { layer: 1, head: 2, meta: { dtype: "f16", shape: [(OS * (OS + 1)) / 2], scale: 1, offset: 0, layout: "tril", size: OS, pos: P, bin: 2, pooled: true } } },
+      [f16Bytes(tril(overFull, 1, OS))],
+    );
+    const winVals = (q0: number, k0: number) => {
+      const v = new Float32Array(WMAX * WMAX);
+      for (let i = 0; i < WMAX; i++) for (let j = 0; j < WMAX; j++) v[i * WMAX + j] = k0 + j <= q0 + i ? 0.001 * (q0 + i) + 0.0001 * (k0 + j) + 1e-7 : 0;
+      return v;
+    };
+    const reply = (id: string, q0: number, k0: number) =>
+      m.receive(
+        { type: "reply", id, ok: true, result: { layer: 1, head: 2, q0, q1: q0 + WMAX, k0, k1: k0 + WMAX, meta: { dtype: "f32", shape: [WMAX, WMAX], scale: 1, offset: 0 } } },
+        [f32Bytes(winVals(q0, k0))],
+      );
+    reply(wq.id, 0, 0);
+    await tick();
+    await tick();
+    const panel = tid("lw-overview-panel")!;
+    expect(panel.hidden).toBe(false);
+    expect(panel.dataset.bin).toBe("2");
+    expect(panel.dataset.window).toBe("0,16,0,16");
+    expect(tid("lw-focus")!.dataset.window).toBe("0,16,0,16");
+    expect(tid("lw-focus")!.dataset.partial).toBe("true");
+    // overview hover: the bin's tokens, its max, and that it is the float16 overview
+    const oc = tid<HTMLCanvasElement>("lw-overview")!;
+    const ocell = Number(oc.dataset.cell);
+    let pt = cellCenter(gridLayout(OS, OS, ocell, ocell, 0, Number(oc.dataset.originX), Number(oc.dataset.originY)), 15, 10);
+    oc.dispatchEvent(new MouseEvent("mousemove", { clientX: pt.x, clientY: pt.y }));
+    const oinfo = tid("lw-overview-info")!;
+    expect(oinfo.textContent).toContain("queries #30–#31 → keys #20–#21");
+    expect(oinfo.textContent).toContain("float16");
+    expect(Number(oinfo.dataset.value)).toBeCloseTo(overFull[15 * OS + 10], 3);
+    // click it: a window centred on those tokens
+    oc.dispatchEvent(new MouseEvent("click", { clientX: pt.x, clientY: pt.y }));
+    await tick();
+    const moved = last(m.requests());
+    expect(moved.kind).toBe("window");
+    expect(moved.args).toEqual({ layer: 1, head: 2, q0: 23, q1: 39, k0: 13, k1: 29 }); // centred on tokens 31, 21
+    reply(moved.id, 23, 13);
+    await tick();
+    await tick();
+    expect(tid("lw-focus")!.dataset.window).toBe("23,39,13,29");
+    const q = ui.el.querySelectorAll<HTMLElement>('[data-testid="lw-query"]');
+    expect(q.length).toBe(WMAX);
+    expect(q[0].dataset.index).toBe("23"); // labels carry the prompt's indices
+    expect(q[0].title).toBe('#23 " w23x"');
+    expect(q[0].textContent!.endsWith("w23x")).toBe(true);
+    // hover a window cell: the exact f32 value at the prompt's (query, key)
+    const pc = tid<HTMLCanvasElement>("lw-pattern")!;
+    const cw = Number(pc.dataset.cell);
+    pt = cellCenter(gridLayout(WMAX, WMAX, cw, cw, 0, Number(pc.dataset.originX), Number(pc.dataset.originY)), 5, 3);
+    pc.dispatchEvent(new MouseEvent("mousemove", { clientX: pt.x, clientY: pt.y }));
+    const info = tid("lw-focus-info")!;
+    expect([info.dataset.q, info.dataset.k]).toEqual(["28", "16"]);
+    expect(Number(info.dataset.value)).toBe(winVals(23, 13)[5 * WMAX + 3]);
+    expect(info.textContent).toContain("#28");
+    // Find a token outside the window: the window moves there, the row stays locked
+    const find = tid<HTMLInputElement>("lw-find")!;
+    find.value = "W5X";
+    find.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+    await tick();
+    const found = last(m.requests());
+    expect(found.args).toEqual({ layer: 1, head: 2, q0: 0, q1: 16, k0: 0, k1: 16 });
+    expect(tid("lw-focus")!.dataset.locked).toBe("row:5");
+    reply(found.id, 0, 0);
+    await tick();
+    await tick();
+    const items = [...info.querySelectorAll<HTMLElement>('[data-testid="lw-attend-item"]')];
+    expect(Number(items[0].dataset.index)).toBe(5); // row 5's largest weight in the window: the diagonal
+    expect(Number(items[0].dataset.value)).toBe(winVals(0, 0)[5 * WMAX + 5]);
+    // the wheel pans by a quarter window
+    pc.dispatchEvent(new WheelEvent("wheel", { deltaY: 100, bubbles: true, cancelable: true }));
+    await tick();
+    expect(last(m.requests()).args).toEqual({ layer: 1, head: 2, q0: 4, q1: 20, k0: 0, k1: 16 });
   });
 });
 
@@ -557,5 +659,23 @@ describe("focus panel find box", () => {
     find.value = "zzz";
     find.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
     expect(tid("lw-focus")!.dataset.found).toBe("");
+  });
+});
+
+describe("focus window bounds", () => {
+  it("stay inside the pattern, keep their size when moved, and parse only valid traits", () => {
+    expect(windowAround(0, 0, 64, 1000)).toEqual([0, 64, 0, 64]);
+    expect(windowAround(999, 500, 64, 1000)).toEqual([936, 1000, 468, 532]);
+    expect(windowAround(5, 5, 64, 20)).toEqual([0, 20, 0, 20]); // a short prompt: all of it
+    expect(panWindow([936, 1000, 0, 64], 16, -16, 1000)).toEqual([936, 1000, 0, 64]);
+    expect(panWindow([100, 164, 100, 164], -16, 8, 1000)).toEqual([84, 148, 108, 172]);
+    expect(resizeWindow([100, 164, 100, 164], 32, 1000)).toEqual([116, 148, 116, 148]);
+    expect(windowShowing([100, 164, 0, 64], 120, 64, 1000)).toEqual([100, 164, 0, 64]); // already shown
+    expect(windowShowing([100, 164, 0, 64], 500, 64, 1000)).toEqual([468, 532, 468, 532]);
+    expect(parseBounds([0, 10, 0, 10], 40, 16)).toEqual([0, 10, 0, 10]);
+    expect(parseBounds([0, 20, 0, 10], 40, 16)).toBeNull(); // over window_max
+    expect(parseBounds([5, 5, 0, 10], 40, 16)).toBeNull();
+    expect(parseBounds([0, 41, 0, 10], 40, 64)).toBeNull();
+    expect(parseBounds([], 40, 16)).toBeNull();
   });
 });

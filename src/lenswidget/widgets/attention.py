@@ -248,7 +248,8 @@ class AttentionGrid(LensWidget):
         streamed = stream_attention(self.lens.model, tokens, thumb=size, keep_patterns_bytes=KEEP_PATTERNS_BYTES,
                                     overview=overview, overview_bytes=OVERVIEW_BYTES)
         pat_bytes, pat_meta = encode_tril(streamed.thumbs, dtype, lo=0.0, hi=1.0)
-        pat_meta.update(pos=streamed.pos, pooled=streamed.pooled, bin=-(-streamed.pos // streamed.size))
+        pat_meta.update(pos=streamed.pos, pooled=streamed.pooled, bin=-(-streamed.pos // streamed.size),
+                        window_max=WINDOW_MAX)
         score_bytes, score_meta = encode_tensor(streamed.values, "f32")
         full = streamed.patterns
         empty = torch.zeros(L, H, 0, 0)
