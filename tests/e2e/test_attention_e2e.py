@@ -206,3 +206,106 @@ def test_long_prompt_pooled_grid_focus_fetches_the_full_pattern(lab):
     for k, value in drawn:
         assert value == pytest.approx(row[k], abs=2e-3)
     assert drawn[0][1] == pytest.approx(max(row), abs=2e-3)
+
+
+LONG_CELL = """import lenswidget, torch
+from lenswidget import models
+lens = lenswidget.Lens(models.random_hf("llama", n_layers=2, n_heads=4, n_ctx=1100, seed=1, initializer_range=0.2))
+words = "the cat sat on the mat and a dog ran to the door".split()
+prompt = " ".join(words[i % len(words)] for i in range(999))
+grid = lens.attention(prompt)
+grid"""
+
+
+def test_long_prompt_focus_overview_then_window_numbers_match_python(lab, tmp_path):
+    """~1,000 tokens: focusing a head draws its max-pooled overview (no rerun), clicking the
+    overview loads a window at full resolution with token labels; the hovered overview cell and
+    window cell, and the Find box, agree with Python (TransformerLens's own cached pattern)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    nb.cells = [nbformat.v4.new_code_cell(LONG_CELL)]
+    nbformat.write(nb, lab.server["root"] / "long_focus.ipynb")
+    page = lab.page
+    lab.open("long_focus.ipynb")
+    lab.run_all()
+    T = lab.python_json("len(grid.tokens)")
+    assert T == 1000
+    root = page.locator('[data-testid="lw-root"]').first
+    grid = root.locator('[data-testid="lw-grid"]')
+    grid.wait_for(state="visible")
+    t0 = time.perf_counter()
+    _click_cell(grid, 1, 2)
+    panel = root.locator('[data-testid="lw-overview-panel"]')
+    panel.wait_for(state="visible", timeout=20_000)
+    print(f"focus click -> overview drawn at {T} tokens: {(time.perf_counter() - t0) * 1000:.0f} ms")
+    lab.wait_python("grid.focus", [1, 2], timeout=10)
+    focus = root.locator('[data-testid="lw-focus"]')
+    page.wait_for_function("(el) => el.dataset.window === '0,64,0,64'", arg=focus.element_handle())
+    b = int(panel.get_attribute("data-bin"))
+    side = int(panel.get_attribute("data-side"))
+    assert b > 1 and side == -(-T // b)
+
+    # Python's reference: TransformerLens's cached pattern of L1H2, max-pooled by hand for the overview
+    lab.python(
+        "_, _c = lens.model.run_with_cache(lens.tokenize(prompt)); ref = _c['blocks.1.attn.hook_pattern'][0, 2].float()\n"
+        f"pooled = torch.nn.functional.max_pool2d(torch.nn.functional.pad(ref, (0, {side * b - T}, 0, {side * b - T}))[None, None], {b})[0, 0]"
+    )
+    over = root.locator('[data-testid="lw-overview"]')
+    r, c = 200, 120
+    d = over.evaluate("c => ({...c.dataset})")
+    cell = float(d["cell"])
+    pos = {"x": float(d["originX"]) + c * cell + cell / 2, "y": float(d["originY"]) + r * cell + cell / 2}
+    over.hover(position=pos)
+    info = root.locator('[data-testid="lw-overview-info"]')
+    page.wait_for_function("(el) => el.dataset.value !== undefined && el.dataset.value !== ''", arg=info.element_handle())
+    assert "float16" in info.text_content()
+    # the cell the view says is hovered (1 px cells: the pointer may land on a neighbour)
+    hq0, hq1, hk0, hk1 = map(int, info.get_attribute("data-cell").split(","))
+    r, c = hq0 // b, hk0 // b
+    assert (hq1, hk1) == (min(T, hq0 + b), min(T, hk0 + b)) and abs(r - 200) <= 1 and abs(c - 120) <= 1
+    want = lab.python_json(f"float(pooled[{r}, {c}])")
+    assert float(info.get_attribute("data-value")) == pytest.approx(want, abs=1e-3)
+    assert want > 0.005  # a weight, not an empty cell
+
+    # click it: a 64 x 64 window centred on those tokens, drawn with their labels
+    over.click(position=pos)
+    qc, kc = (hq0 + hq1) // 2, (hk0 + hk1) // 2
+    q0, k0 = max(0, min(T - 64, qc - 32)), max(0, min(T - 64, kc - 32))
+    expected = [q0, q0 + 64, k0, k0 + 64]
+    lab.wait_python("grid.focus_window", expected, timeout=20)
+    page.wait_for_function("([el, w]) => el.dataset.window === w", arg=[focus.element_handle(), ",".join(map(str, expected))])
+    queries = root.locator('[data-testid="lw-query"]')
+    assert queries.count() == 64
+    tokens = lab.python_json("grid.tokens")
+    assert queries.first.get_attribute("title") == f"#{q0} {__import__('json').dumps(tokens[q0])}"
+    pat = root.locator('[data-testid="lw-pattern"]')
+    d = pat.evaluate("c => ({...c.dataset})")
+    cw = float(d["cell"])
+    i, j = 40, 10
+    pat.hover(position={"x": float(d["originX"]) + j * cw + cw / 2, "y": float(d["originY"]) + i * cw + cw / 2})
+    finfo = root.locator('[data-testid="lw-focus-info"]')
+    page.wait_for_function("(el) => !!el.dataset.q", arg=finfo.element_handle())
+    q, k = int(finfo.get_attribute("data-q")), int(finfo.get_attribute("data-k"))
+    assert (q, k) == (q0 + i, k0 + j)
+    exact = lab.python_json(f"float(ref[{q}, {k}])")
+    assert float(finfo.get_attribute("data-value")) == pytest.approx(exact, abs=1e-6)
+
+    # Find a token outside the window: the window moves to it, its row is locked and listed
+    target = next(n for n in range(T) if "door" in tokens[n].lower())
+    assert not (q0 <= target < q0 + 64)
+    find = root.locator('[data-testid="lw-find"]')
+    find.fill("door")
+    find.press("Enter")
+    assert focus.get_attribute("data-locked") == f"row:{target}"
+    page.wait_for_function(
+        "([el, t]) => { const [a, b] = el.dataset.window.split(',').map(Number); return a <= t && t < b; }",
+        arg=[focus.element_handle(), target],
+    )
+    items = root.locator('[data-testid="lw-attend-item"]')
+    items.first.wait_for(state="attached")
+    win = lab.python_json("grid.focus_window")
+    row = lab.python_json(f"ref[{target}, {win[2]}:{win[3]}].tolist()")
+    top = items.evaluate_all("els => els.map(e => [Number(e.dataset.index), Number(e.dataset.value)])")
+    assert top[0][1] == pytest.approx(max(row), abs=1e-6) and top[0][0] == win[2] + row.index(max(row))
