@@ -1,7 +1,7 @@
 // The accessible data layer of the logit-lens table: a visually hidden table (lib/celltable.ts)
 // of the cells the canvas has drawn, i.e. the visible window only (the canvas is virtualised; a
-// 514-token SmolLM2 lens has 15,934 cells). Rebuilt when the window or the data changes, not on
-// hover. Each <td>:
+// 514-token SmolLM2 lens has 15,934 cells). Rebuilt when the window or the data changes (not on
+// hover), deferred until scrolling pauses (lib/celltable.ts; `flush` builds at once). Each <td>:
 //   text              the cell's top-1 token (whitespace made visible, as drawn; the canvas may
 //                     cut it with an ellipsis to fit, the table has all of it)
 //   data-row/col      row (L0.., final) and position
@@ -38,7 +38,21 @@ export class LensCellTable {
     const key = [t, shade, d.vocab, d.tokens, d.rowLabels, d.stats, d.target, d.changed, wkey];
     if (key.length === this.last.length && key.every((k, i) => k === this.last[i])) return;
     this.last = key;
+    this.table.defer(() => this.build(d, shade, win, rowLabel, wkey));
+  }
+
+  /** Build a deferred update now (a browser test reading the cells right after a scroll). */
+  flush(): void {
+    this.table.flush();
+  }
+
+  cancel(): void {
+    this.table.cancel();
+  }
+
+  private build(d: LensData, shade: Shade, win: VWindow, rowLabel: (r: number) => string, wkey: string): void {
     this.builds++;
+    const t = d.table;
     this.el.dataset.window = wkey;
     this.el.dataset.mode = d.mode;
     if (!t || win.r0 >= win.r1 || win.c0 >= win.c1) {
@@ -50,7 +64,7 @@ export class LensCellTable {
     this.table.set({
       caption:
         `Logit lens, the cells in view (rows ${win.r0}–${win.r1 - 1} of ${t.R}, positions ${win.c0}–${win.c1 - 1} of ${t.T}): ` +
-        "each cell is the top predicted token of the residual stream before that layer.",
+        "each cell is the top predicted token of that row's residual stream (L{l}: before layer l; final: after the last layer).",
       rows: range(win.r0, win.r1),
       cols: range(win.c0, win.c1),
       rowHeader: rowLabel,

@@ -247,6 +247,7 @@ export class LensTableView {
     if (this.scroller.scrollLeft !== s.x) this.scroller.scrollLeft = s.x;
     if (this.scroller.scrollTop !== s.y) this.scroller.scrollTop = s.y;
     this.draw();
+    this.cells.flush();
     const v = this.viewport();
     const r = cellViewRect(g, v.scrollX, v.scrollY, row, pos);
     return { x: r.x + r.w / 2, y: r.y + r.h / 2 };
@@ -829,6 +830,7 @@ export class LensTableView {
 
   destroy(): void {
     this.cancelFrame();
+    this.cells.cancel();
     this.offs.splice(0).forEach((f) => f());
     this.el.remove();
   }

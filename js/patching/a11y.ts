@@ -68,11 +68,15 @@ export class SiteCellTable {
     return this.table.el;
   }
 
-  /** Rebuild the table for `c` unless nothing it shows changed since the last call. */
+  /** Rebuild the table for `c` (deferred: lib/celltable.ts) unless nothing it shows changed since the last call. */
   update(c: SiteCells): void {
     const key = [c.values, c.approx, c.rowLabels, c.colLabels, c.rows, c.cols, c.source, c.metric, c.sliceText];
     if (key.length === this.last.length && key.every((k, i) => k === this.last[i])) return;
     this.last = key;
+    this.table.defer(() => this.build(c));
+  }
+
+  private build(c: SiteCells): void {
     this.builds++;
     const el = this.table.el;
     el.dataset.source = c.source;

@@ -666,6 +666,7 @@ export class SiteCard {
     this.heatmap.destroy();
     this.rowStrip.destroy();
     this.colStrip.destroy();
+    this.cells.table.cancel();
     this.el.remove();
   }
 }

@@ -8,11 +8,16 @@ import type { LensCanvas } from "../logit_lens/table";
 import patchingView from "../patching";
 import { A11Y_MAX_CELLS, SiteCellTable, cellSource, cellText } from "../patching/a11y";
 import { fmtCell } from "../patching/overlay";
+import { DEFER_MS } from "../lib/celltable";
+import { EMPTY_DATA, LensTableView } from "../logit_lens/table";
+import { decodeTopTable } from "../logit_lens/data";
 import { FakeModel, tick, viewHarness } from "./helpers";
 import { fakeLens, lensTraits } from "./logit_lens_fixtures";
 import { ATTR, CLEAN, H, L, T, entry, exactOf, traits } from "./patching_fixtures";
 
 const frame = () => new Promise<void>((r) => requestAnimationFrame(() => r())).then(tick);
+/** Past the tables' deferred build (a frame for the redraw, then the quiet time). */
+const settle = () => frame().then(() => new Promise<void>((r) => setTimeout(r, DEFER_MS + 20)));
 
 type Td = { row: number; col: number; text: string; value: number; index: string; source: string; site: string };
 
@@ -31,9 +36,11 @@ function cellsOf(table: HTMLElement): Td[] {
 describe("patching heatmap: the hidden table behind each canvas", () => {
   const ui = viewHarness(patchingView);
 
-  it("lists every cell of a [layer, pos] site with the drawn text and the full-precision value", () => {
+  it("lists every cell of a [layer, pos] site with the drawn text and the full-precision value", async () => {
     const ex = exactOf(ATTR.resid_pre);
     ui.mount(new FakeModel(traits({ exact: { resid_pre: entry("resid_pre", ex) } })));
+    expect(ui.tid("lw-cells-resid_pre")!.querySelectorAll("td").length).toBe(0); // built once drawing is quiet
+    await settle();
     const table = ui.tid("lw-cells-resid_pre")!;
     expect(table.tagName).toBe("TABLE");
     const canvas = ui.tid("lw-heatmap-resid_pre")!;
@@ -69,6 +76,7 @@ describe("patching heatmap: the hidden table behind each canvas", () => {
     const ex = exactOf(ATTR.resid_pre);
     const partial = ex.map((v, i) => (i % 3 === 0 ? NaN : v));
     ui.mount(new FakeModel(traits({ exact: { resid_pre: entry("resid_pre", partial, { partial: true }) } })));
+    await settle();
     let cells = cellsOf(ui.tid("lw-cells-resid_pre")!);
     for (const c of cells) {
       const i = c.row * T + c.col;
@@ -83,7 +91,7 @@ describe("patching heatmap: the hidden table behind each canvas", () => {
     const sel = ui.tid<HTMLSelectElement>("lw-view-resid_pre")!;
     sel.value = "exact";
     sel.dispatchEvent(new Event("change", { bubbles: true }));
-    await frame();
+    await settle();
     cells = cellsOf(ui.tid("lw-cells-resid_pre")!);
     const missing = cells.filter((c) => (c.row * T + c.col) % 3 === 0);
     expect(missing.length).toBeGreaterThan(0);
@@ -101,6 +109,7 @@ describe("patching heatmap: the hidden table behind each canvas", () => {
         traits({ sites: ["attn_head_out_by_pos"], exact: { attn_head_out_by_pos: entry("attn_head_out_by_pos", ex) } }),
       ),
     );
+    await settle();
     const read = () => cellsOf(ui.tid("lw-cells-attn_head_out_by_pos")!);
     const head = Number(ui.tid<HTMLSelectElement>("lw-slice-attn_head_out_by_pos-head")!.value);
     const check = (h: number) => {
@@ -116,7 +125,7 @@ describe("patching heatmap: the hidden table behind each canvas", () => {
     const s = ui.tid<HTMLSelectElement>("lw-slice-attn_head_out_by_pos-head")!;
     s.value = String(other);
     s.dispatchEvent(new Event("change", { bubbles: true }));
-    await frame();
+    await settle();
     check(other);
     expect(ui.tid("lw-cells-attn_head_out_by_pos")!.querySelector("caption")!.textContent).toContain(`(head H${other})`);
   });
@@ -124,16 +133,18 @@ describe("patching heatmap: the hidden table behind each canvas", () => {
   it("a hover redraw does not rebuild the table; new values do", async () => {
     const m = new FakeModel(traits({ exact: { resid_pre: entry("resid_pre", exactOf(ATTR.resid_pre)) } }));
     ui.mount(m);
+    await settle();
     const first = ui.tid("lw-cells-resid_pre")!.querySelector("td")!;
     const canvas = ui.tid<HTMLCanvasElement>("lw-heatmap-resid_pre")!;
     const d = canvas.dataset;
     canvas.dispatchEvent(
       new MouseEvent("mousemove", { clientX: Number(d.originX) + 2, clientY: Number(d.originY) + 2, bubbles: true }),
     );
+    await settle();
     expect(ui.tid("lw-cells-resid_pre")!.querySelector("td")).toBe(first);
     const next = exactOf(ATTR.resid_pre, 1.5);
     m.set("exact", { resid_pre: entry("resid_pre", next) });
-    await frame();
+    await settle();
     const cells = cellsOf(ui.tid("lw-cells-resid_pre")!);
     expect(cells[0].value).toBe(next[0]);
     expect(ui.tid("lw-cells-resid_pre")!.querySelector("td")).not.toBe(first);
@@ -148,12 +159,14 @@ describe("patching heatmap: the hidden table behind each canvas", () => {
       source: "exact", metric: "logit diff", sliceText: "", index: (r: number, c: number) => [r, c],
     };
     t.update({ ...base, rows, cols, values: new Float32Array(rows * cols).fill(1) });
+    t.table.flush();
     expect(t.table.size).toBe(0);
     expect(t.el.dataset.omitted).toBe(String(rows * cols));
     expect(t.el.querySelector("caption")!.textContent).toContain(String(A11Y_MAX_CELLS));
     // at the cap it is listed
     const c2 = A11Y_MAX_CELLS / 32;
     t.update({ ...base, rows: 32, cols: c2, values: new Float32Array(A11Y_MAX_CELLS).fill(2) });
+    t.table.flush();
     expect(t.table.size).toBe(A11Y_MAX_CELLS);
     expect(t.el.dataset.omitted).toBeUndefined();
   });
@@ -175,9 +188,10 @@ describe("logit lens: the hidden table of the drawn window", () => {
   const TT = 512;
   const K = 3;
 
-  it("lists exactly the drawn window with each cell's top-1 token, id and probability", () => {
+  it("lists exactly the drawn window with each cell's top-1 token, id and probability", async () => {
     const f = fakeLens(R, TT, K);
     ui.mount(new FakeModel(lensTraits(R, TT, K)));
+    await settle();
     const canvas = ui.tid<LensCanvas>("lw-lens-table")!;
     const table = ui.tid("lw-lens-cells")!;
     const check = () => {
@@ -218,12 +232,31 @@ describe("logit lens: the hidden table of the drawn window", () => {
     changed[3 * T2 + 5] = 1;
     const m = new FakeModel(lensTraits(R2, T2, K));
     ui.mount(m);
+    await settle();
+    expect(ui.tid("lw-lens-cells")!.querySelectorAll("td[data-row]").length).toBe(R2 * T2);
     expect(ui.tid("lw-lens-cells")!.querySelectorAll("td[data-changed]").length).toBe(0);
     m.update({ ablated: ["L1H0"], changed: new DataView(changed.buffer) });
-    await frame();
+    await settle();
     const marked = [...ui.tid("lw-lens-cells")!.querySelectorAll<HTMLElement>("td[data-changed]")].map(
       (td) => `${td.dataset.row},${td.dataset.col}`,
     );
     expect(marked).toEqual(["1,2", "3,5"]);
+  });
+
+  it("scrolling builds the table once, when it pauses, not on every frame", async () => {
+    const view = new LensTableView({ onSelect: () => {}, onTarget: () => {} });
+    document.body.appendChild(view.el);
+    const tr = lensTraits(R, TT, K);
+    const t = decodeTopTable(tr.top_ids, tr.top_probs, tr.top_meta)!;
+    view.setData({ ...EMPTY_DATA, table: t, tokens: tr.tokens, vocab: tr.vocab });
+    for (let i = 0; i < 10; i++) {
+      view.scroller.scrollLeft = i * 97;
+      view.draw();
+    }
+    expect(view.cells.builds).toBe(0);
+    await new Promise((r) => setTimeout(r, DEFER_MS + 20));
+    expect(view.cells.builds).toBe(1);
+    expect(view.cells.el.dataset.window).toBe(view.canvas.dataset.window);
+    view.destroy();
   });
 });

@@ -4,11 +4,8 @@ a logit lens written here, on a run with the head zeroed by a hand-written hook.
 
 from __future__ import annotations
 
-PROMPT = "red fish blue tree king ship red fish blue tree king ship red fish"
-NOTEBOOK = [
-    "import lenswidget\nfrom lenswidget import models\nlens = lenswidget.Lens(models.toy())",
-    f"table = lens.logit_lens({PROMPT!r})\ntable",
-]
+from .test_patching_cells_e2e import LENS_PROMPT as PROMPT
+from .test_patching_cells_e2e import NOTEBOOK, NOTEBOOK_NAME  # one notebook, one kernel for both files
 PROB_ATOL = 1e-3  # probabilities travel as float16 (half a step below 1 is 2.4e-4)
 
 # The logit lens by hand: each row's residual stream (blocks.l.hook_resid_pre, the last
@@ -70,9 +67,9 @@ def _check(drawn: dict, ref: dict, original: dict | None) -> None:
 
 def test_ablated_logit_lens_cells_equal_a_hand_written_lens(lab):
     page = lab.page
-    lab.open(lab.write_notebook("logit_lens_cells.ipynb", NOTEBOOK))
+    lab.open(lab.write_notebook(NOTEBOOK_NAME, NOTEBOOK))
     lab.run_all()
-    root = page.locator('[data-testid="lw-root"]').first
+    root = page.locator('[data-testid="lw-root"]').nth(1)  # the patching heatmap is the first
     canvas = root.locator('[data-testid="lw-lens-table"]')
     canvas.wait_for(state="visible")
     cells = root.locator('[data-testid="lw-lens-cells"]')

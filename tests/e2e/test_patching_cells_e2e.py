@@ -1,6 +1,9 @@
 """The patching heatmap in real JupyterLab + Chromium, read cell by cell: every cell drawn for a site
 (the hidden table behind its canvas, js/patching/a11y.ts) equals TransformerLens's own sweep
-computed in the kernel, as recovery and as the raw logit difference, denoising and noising."""
+computed in the kernel, as recovery and as the raw logit difference, denoising and noising.
+
+Its notebook also holds the logit-lens table that test_logit_lens_cells_e2e.py reads: opening the
+same notebook again reuses the server's kernel for it, so the second test skips the imports."""
 
 from __future__ import annotations
 
@@ -9,9 +12,12 @@ CORRUPTED = "red fish blue tree king moon red fish blue tree king"
 SITES = ["resid_pre", "attn_head_out_all_pos"]
 ATOL = 1e-4
 
+LENS_PROMPT = "red fish blue tree king ship red fish blue tree king ship red fish"
+NOTEBOOK_NAME = "cells_e2e.ipynb"
 NOTEBOOK = [
     "import lenswidget\nfrom lenswidget import models\nlens = lenswidget.Lens(models.toy())",
     f"hm = lens.patching({CLEAN!r}, {CORRUPTED!r}, 'ship', 'moon', sites={SITES!r})\nhm.sweep()\nhm",
+    f"table = lens.logit_lens({LENS_PROMPT!r})\ntable",
 ]
 
 # TransformerLens's sweeps with a metric written here (logit diff at the last position): not the
@@ -81,7 +87,7 @@ def _spread(grid: list[list[float]]) -> float:
 
 def test_every_drawn_cell_equals_transformer_lens_in_both_metrics_and_directions(lab):
     page = lab.page
-    lab.open(lab.write_notebook("patching_cells.ipynb", NOTEBOOK))
+    lab.open(lab.write_notebook(NOTEBOOK_NAME, NOTEBOOK))
     lab.run_all()
     root = page.locator('[data-testid="lw-root"]').first
     root.wait_for(state="visible")
