@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .test_patching_cells_e2e import LENS_PROMPT as PROMPT
 from .test_patching_cells_e2e import NOTEBOOK, NOTEBOOK_NAME  # one notebook, one kernel for both files
+
 PROB_ATOL = 1e-3  # probabilities travel as float16 (half a step below 1 is 2.4e-4)
 
 # The logit lens by hand: each row's residual stream (blocks.l.hook_resid_pre, the last
