@@ -9,7 +9,7 @@ from __future__ import annotations
 
 CLEAN = "red fish blue tree king ship red fish blue tree king"
 CORRUPTED = "red fish blue tree king moon red fish blue tree king"
-SITES = ["resid_pre", "attn_head_out_all_pos"]
+SITES = ["resid_pre", "attn_head_out_all_pos", "attn_head_out_by_pos"]
 ATOL = 1e-4
 
 LENS_PROMPT = "red fish blue tree king ship red fish blue tree king ship red fish"
@@ -41,48 +41,58 @@ def _tl(site, direction):
     return (f(_m, _corr, _cc, _ld) if direction == "denoise" else f(_m, _clean, _xc, _ld)).tolist()
 """
 
-WAIT_JS = """([table, want, atol]) => {
+WAIT_JS = """([table, want, n, atol]) => {
     if (!table) return false;
     const tds = [...table.querySelectorAll('td[data-row]')];
-    const n = want.reduce((s, r) => s + r.length, 0);
-    return tds.length === n && tds.every(e => e.dataset.source === 'exact'
-        && Math.abs(Number(e.dataset.value) - want[+e.dataset.row][+e.dataset.col]) <= atol);
+    const at = (e) => e.dataset.index.split(',').reduce((g, i) => g[+i], want);
+    return tds.length === n && tds.every(e => e.dataset.source === 'exact' && Math.abs(Number(e.dataset.value) - at(e)) <= atol);
 }"""
 
-READ_JS = """els => els.map(e => ({row: +e.dataset.row, col: +e.dataset.col, index: e.dataset.index,
+READ_JS = """els => els.map(e => ({row: +e.dataset.row, col: +e.dataset.col, index: e.dataset.index.split(',').map(Number),
     value: Number(e.dataset.value), text: e.textContent, source: e.dataset.source, site: e.dataset.site}))"""
 
 
-def _recovery(raw: list[list[float]], clean: float, corrupted: float) -> list[list[float]]:
-    return [[(v - corrupted) / (clean - corrupted) for v in row] for row in raw]
+def _at(grid, index):
+    for i in index:
+        grid = grid[i]
+    return grid
 
 
-def _drawn(page, root, site: str, want: list[list[float]]) -> list[dict]:
-    """The cells drawn for ``site`` once they show ``want`` (a sweep or a conversion arriving)."""
+def _recovery(raw, clean: float, corrupted: float):
+    if isinstance(raw, list):
+        return [_recovery(g, clean, corrupted) for g in raw]
+    return (raw - corrupted) / (clean - corrupted)
+
+
+def _drawn(page, root, site: str, want, n: int) -> list[dict]:
+    """The ``n`` cells drawn for ``site`` once they show ``want`` (a sweep or a conversion arriving)."""
     table = root.locator(f'[data-testid="lw-cells-{site}"]')
     try:
-        page.wait_for_function(WAIT_JS, arg=[table.element_handle(), want, ATOL], timeout=60_000)
+        page.wait_for_function(WAIT_JS, arg=[table.element_handle(), want, n, ATOL], timeout=60_000)
     except Exception:
         pass  # the asserts below say what differs
     return table.locator("td[data-row]").evaluate_all(READ_JS)
 
 
-def _check(cells: list[dict], site: str, want: list[list[float]], python: list[list[float]]) -> None:
-    """Every drawn cell equals TransformerLens (``want``) and the widget's Python result; its text
-    is that value as the cell shows it (2 decimals below 10)."""
-    assert len(cells) == sum(len(r) for r in want), (site, len(cells))
+def _check(cells: list[dict], site: str, dims: list[str], want, python, n: int) -> None:
+    """Every drawn cell equals TransformerLens (``want``, the full tensor) and the widget's Python
+    result at its full index (layer, pos[, head]); its text is that value as the cell shows it
+    (2 decimals below 10). A [layer, pos, head] site shows the layer x pos map of one head."""
+    assert len(cells) == n, (site, len(cells), n)
     for c in cells:
-        r, k = c["row"], c["col"]
-        assert c["site"] == site and c["source"] == "exact" and c["index"] == f"{r},{k}"
-        assert abs(c["value"] - want[r][k]) <= ATOL, (site, r, k, c["value"], want[r][k])
-        assert abs(c["value"] - python[r][k]) <= 1e-6, (site, r, k, c["value"], python[r][k])
+        index = c["index"]
+        assert c["site"] == site and c["source"] == "exact" and index[:2] == [c["row"], c["col"]], (site, c)
+        ref = _at(want, index)
+        assert abs(c["value"] - ref) <= ATOL, (site, index, c["value"], ref)
+        assert abs(c["value"] - _at(python, index)) <= 1e-6, (site, index, c["value"])
         decimals = len(c["text"].split(".")[1]) if "." in c["text"] else 0
-        assert abs(float(c["text"]) - want[r][k]) <= 0.5 * 10**-decimals + ATOL, (site, r, k, c["text"])
+        assert abs(float(c["text"]) - ref) <= 0.5 * 10**-decimals + ATOL, (site, index, c["text"])
+    if len(dims) == 3:
+        assert len({tuple(c["index"][2:]) for c in cells}) == 1  # one head's slice
 
 
-def _spread(grid: list[list[float]]) -> float:
-    flat = [v for row in grid for v in row]
-    return max(flat) - min(flat)
+def _spread(values: list[float]) -> float:
+    return max(values) - min(values)
 
 
 def test_every_drawn_cell_equals_transformer_lens_in_both_metrics_and_directions(lab):
@@ -98,6 +108,9 @@ def test_every_drawn_cell_equals_transformer_lens_in_both_metrics_and_directions
     def python_values(site):
         return lab.python_json(f"hm.exact_results[{site!r}].values.tolist()")
 
+    dims = {site: lab.python_json(f"list(hm.exact_results[{site!r}].dims)") for site in SITES}
+    assert dims["attn_head_out_by_pos"] == ["layer", "pos", "head"]
+
     drawn: dict[tuple[str, str, str], dict] = {}
     for direction in ("denoise", "noise"):
         if direction == "noise":
@@ -112,22 +125,25 @@ def test_every_drawn_cell_equals_transformer_lens_in_both_metrics_and_directions
                 lab.wait_python("hm.metric", metric)
             for site in SITES:
                 want = raw[site] if metric == "logit_diff" else _recovery(raw[site], clean, corrupted)
-                cells = _drawn(page, root, site, want)
-                _check(cells, site, want, python_values(site))
+                n = len(want) * len(want[0])  # rows (layers) x columns (positions or heads)
+                cells = _drawn(page, root, site, want, n)
+                _check(cells, site, dims[site], want, python_values(site), n)
                 label = root.locator(f'[data-testid="lw-cells-{site}"]').get_attribute("data-metric")
                 assert ("recovery" in label) == (metric == "normalized"), label
-                drawn[(direction, metric, site)] = {(c["row"], c["col"]): c["value"] for c in cells}
+                drawn[(direction, metric, site)] = {tuple(c["index"]): c["value"] for c in cells}
                 # not a constant map, and not the unpatched run's value everywhere
-                assert _spread(want) > 0.25, (direction, metric, site, want)
+                assert _spread([c["value"] for c in cells]) > 0.25, (direction, metric, site)
 
     # the two shadings and the two directions are different maps, by far more than the tolerance
     for direction in ("denoise", "noise"):
         for site in SITES:
             rec, ld = drawn[(direction, "normalized", site)], drawn[(direction, "logit_diff", site)]
+            assert rec.keys() == ld.keys()  # the same cells (one head's slice stays shown)
             assert max(abs(rec[k] - ld[k]) for k in rec) > 1
     for metric in ("normalized", "logit_diff"):
         for site in SITES:
             den, noi = drawn[("denoise", metric, site)], drawn[("noise", metric, site)]
+            assert den.keys() == noi.keys()
             assert max(abs(den[k] - noi[k]) for k in den) > 0.5, (metric, site)
     # resid_pre: denoising the position where the prompts differ recovers the clean run; noising
     # it destroys it (recovery ~1 vs ~0), the other positions barely move
