@@ -1,23 +1,41 @@
 """The weights notebook in real JupyterLab + Chromium: click a composition cell and a head of the
-copying strip; what is drawn equals what Python (and TransformerLens) compute."""
+copying strip, switch the Q / K / V tabs; what is drawn equals what Python (and TransformerLens)
+compute. The notebook is opened and run once for the whole file."""
 
 from __future__ import annotations
 
 import pytest
 
-
-def _click_cell(canvas, row: int, col: int) -> None:
-    g = canvas.evaluate("el => ({...el.dataset})")
-    gap = float(g.get("gap", 0))
-    x = float(g["originX"]) + col * (float(g["cellW"]) + gap) + float(g["cellW"]) / 2
-    y = float(g["originY"]) + row * (float(g["cellH"]) + gap) + float(g["cellH"]) / 2
-    canvas.click(position={"x": x, "y": y})
+from .harness import Lab
 
 
-def test_click_pair_and_head_match_python(lab):
-    page = lab.page
+@pytest.fixture(scope="module")
+def weights_lab(browser, jupyter_server):
+    """weights.ipynb open and run (the toy model's view is its first widget)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    lab = Lab(page, jupyter_server)
     lab.open("weights.ipynb")
     lab.run_all(timeout_ms=420_000)
+    yield lab
+    context.close()
+
+
+def _click_cell(canvas, row: int, col: int) -> None:
+    canvas.click(position=_cell_xy(canvas, row, col))
+
+
+def _cell_xy(canvas, row: int, col: int) -> dict:
+    g = canvas.evaluate("el => ({...el.dataset})")
+    gap = float(g.get("gap", 0))
+    return {"x": float(g["originX"]) + col * (float(g["cellW"]) + gap) + float(g["cellW"]) / 2,
+            "y": float(g["originY"]) + row * (float(g["cellH"]) + gap) + float(g["cellH"]) / 2}
+
+
+def test_click_pair_and_head_match_python(weights_lab):
+    lab = weights_lab
+    page = lab.page
     root = page.locator('[data-testid="lw-root"]').first
     comp = root.locator('[data-testid="lw-wt-comp"]')
     comp.wait_for(state="visible")
@@ -65,3 +83,43 @@ def test_click_pair_and_head_match_python(lab):
     assert [c[0] for c in rows[0][1][:3]] == ref
     copying = float(root.locator('[data-testid="lw-wt-head-copying"]').get_attribute("data-value"))
     assert copying == pytest.approx(lab.python_json("float(copying_scores(toy.model)[1, 1])"), abs=1e-6)
+
+
+def test_kind_tabs_switch_the_drawn_heatmap(weights_lab):
+    """Click Q, then V, then K: the heatmap drawn is that kind's (the value drawn under the pointer
+    and the clicked pair's score equal TransformerLens's all_composition_scores of that kind)."""
+    lab = weights_lab
+    page = lab.page
+    root = page.locator('[data-testid="lw-root"]').first
+    comp = root.locator('[data-testid="lw-wt-comp"]')
+    comp.scroll_into_view_if_needed()
+    lab.python("import torch as _t\nwith _t.no_grad(): _tlk = {k: float(toy.model.all_composition_scores(k.upper()).scores[0, 3, 1, 3]) for k in 'qkv'}")
+    tl = lab.python_json("_tlk")
+    # L0H3 -> L1H3 (row 3, column 7): the three kinds differ by far more than the 3 decimals drawn
+    assert min(abs(tl[a] - tl[b]) for a, b in [("q", "k"), ("q", "v"), ("k", "v")]) > 0.003
+    for kind in ["q", "v", "k"]:
+        root.locator(f'[data-testid="lw-wt-kind-{kind}"]').click()
+        lab.wait_python("view.kind", kind)
+        page.wait_for_function(
+            "([el, k]) => el.querySelector(`[data-testid=\"lw-wt-kind-${k}\"]`).getAttribute('aria-pressed') === 'true'",
+            arg=[root.element_handle(), kind],
+        )
+        # the value drawn under the pointer (the kind's bytes may land a moment after the tab: move again)
+        hover = root.locator('[data-testid="lw-wt-hover"]')
+        want, text = f"L0H3 → L1H3: {tl[kind]:.3f}", ""
+        for attempt in range(40):
+            xy = _cell_xy(comp, 3, 7)
+            comp.hover(position={"x": xy["x"] + (attempt % 2), "y": xy["y"]})
+            if (text := hover.text_content()) == want:
+                break
+            page.wait_for_timeout(250)
+        assert text == want
+        comp.click(position=_cell_xy(comp, 3, 7))
+        page.wait_for_function(
+            "([el, k]) => { const t = el.querySelector('[data-testid=\"lw-wt-pair-title\"]');"
+            " return t && t.textContent === `L0H3 → L1H3 (${k.toUpperCase()}-composition)`; }",
+            arg=[root.element_handle(), kind], timeout=60_000,
+        )
+        drawn = float(root.locator('[data-testid="lw-wt-pair-score"]').get_attribute("data-value"))
+        assert drawn == pytest.approx(tl[kind], abs=1e-5)
+    assert lab.python_json("view.error") == {}
