@@ -39,6 +39,9 @@ _, _xc = _m.run_with_cache(_corr)
 def _tl(site, direction):
     f = getattr(_tlp, "get_act_patch_" + site)
     return (f(_m, _corr, _cc, _ld) if direction == "denoise" else f(_m, _clean, _xc, _ld)).tolist()
+from lenswidget.analysis import logit_diff_metric as _ldm, patch_sweep as _ps
+def _lenswidget(site, direction):  # the plain-Python API with that direction, no widget
+    return _ps(_m, _clean, _corr, _ldm([_a], [_w]), site=site, direction=direction).values.tolist()
 """
 
 WAIT_JS = """([table, want, n, atol]) => {
@@ -56,6 +59,10 @@ def _at(grid, index):
     for i in index:
         grid = grid[i]
     return grid
+
+
+def _flat(grid) -> list[float]:
+    return [v for g in grid for v in _flat(g)] if isinstance(grid, list) else [grid]
 
 
 def _recovery(raw, clean: float, corrupted: float):
@@ -119,6 +126,10 @@ def test_every_drawn_cell_equals_transformer_lens_in_both_metrics_and_directions
             root.locator('[data-testid="lw-sweep"]').click()
             lab.wait_python("hm.sweep_state", "done")
         raw = {site: lab.python_json(f"_tl({site!r}, {direction!r})") for site in SITES}
+        for site in SITES:  # analysis.patch_sweep(..., direction=) agrees with TransformerLens
+            ours = lab.python_json(f"_lenswidget({site!r}, {direction!r})")
+            assert len(_flat(ours)) == len(_flat(raw[site]))
+            assert max(abs(a - b) for a, b in zip(_flat(ours), _flat(raw[site]))) <= ATOL, (site, direction)
         for metric in (("normalized", "logit_diff") if direction == "denoise" else ("logit_diff", "normalized")):
             if lab.python_json("hm.metric") != metric:
                 root.locator('[data-testid="lw-metric-toggle"]').click()
