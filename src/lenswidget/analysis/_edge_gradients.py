@@ -1,15 +1,27 @@
 """Edge attribution by gradients (EAP, EAP-IG) behind :func:`~lenswidget.analysis.edge_attribution`.
 
-A reader's input is made its own autograd node (an expanded view of the residual per head / KV
-group, recomputed into ``hook_q``/``k``/``v`` through the model's own ``ln1`` and weights; a view
-at the MLP's and the final norm's input), and a tensor hook contracts its gradient with every
-upstream writer's clean-minus-corrupted output as soon as backward reaches it, so no reader
-gradient is kept and nothing [n_edges, batch, pos, d_model] is built.
+The score of edge ``u -> r`` is ``sum over prompts and positions of delta_u . dm/dx_r``, with
+``delta_u`` [batch, pos, d_model] the writer's clean-minus-corrupted output and ``x_r`` the input
+of reader ``r``. The forward is the model's own (hooks change no value); the readers' gradients
+are taken where they are cheap:
+
+* a head's (KV group's) query/key/value input: the value at ``attn.hook_q``/``k``/``v`` goes
+  through :class:`_PerHeadInput`, whose forward returns it unchanged and whose backward turns its
+  gradient [rows, pos, G, d_head] into one gradient per head of the residual that head reads
+  (``W_Q[g]``, then the vector-Jacobian product of the model's own ``ln1`` at that residual,
+  for all G heads at once), and returns their sum to the residual, as the model's graph would;
+* an MLP's input (``ln2.hook_in``) and the final residual (``ln_final.hook_in``): a tensor hook.
+
+Runs stop at the final residual; the metric's logits are computed only at the positions it
+reads. The gradients of a layer's readers are summed over the interpolation steps in the batch
+and contracted with the writers' changes in one matmul per layer,
+``delta[:n_up] [n_up, batch*pos*d] @ grads [batch*pos*d, readers]``; when the steps take several
+batches they are accumulated first (one contraction in all) if that buffer fits
+``MAX_ACC_ELEMENTS``. Nothing [n_edges, batch, pos, d_model] is built.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable
 
 import torch
@@ -17,19 +29,87 @@ import torch
 from ._circuit_graph import ComponentGraph
 from ._edge_patching import (
     Runs, Weights, _groups, _hook_names, _reader_edge_index, capture_block_inputs, check_additive,
-    recording_hooks, stack_outputs,
+    final_metric, recording_hooks, run_to_final, stack_outputs,
 )
-from ._patching_engine import _map_batch, eval_metric
+from ._patching_engine import _map_batch, metric_positions
 
 # tokens one gradient batch may hold (its activations are kept for the backward pass)
-MAX_GRAD_TOKENS = 2048
+MAX_GRAD_TOKENS = 1024
 # up to this many tokens, the clean run shares the first gradient batch
 SHARED_CLEAN_TOKENS = 512
+# float elements of the buffer that sums the readers' gradients over batches (1 GiB in float32);
+# beyond it, each batch is contracted on its own
+MAX_ACC_ELEMENTS = 1 << 28
 
 
-def _rows(store: dict, start: int, stop: int) -> dict:
-    """What :func:`recording_hooks` recorded, for batch rows ``start:stop`` only."""
-    return {k: (v[:, start:stop] if k[0] == "heads" else v[start:stop]) for k, v in store.items()}
+class _PerHeadInput(torch.autograd.Function):
+    """Identity on a ``hook_q``/``k``/``v`` value whose backward gives each head's residual its own
+    gradient (see the module docstring) and hands those [G, rows, pos, d] to ``sink``."""
+
+    @staticmethod
+    def forward(ctx, res: torch.Tensor, value: torch.Tensor, spec: tuple) -> torch.Tensor:  # noqa: ANN001
+        ctx.spec = spec
+        ctx.save_for_backward(res)
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205
+        (res,) = ctx.saved_tensors
+        weights, layer, kind, sink = ctx.spec
+        W = weights.get(f"W_{kind.upper()}", layer)  # [G, d, dh]
+        gy = torch.einsum("npge,gde->gnpd", grad.to(W.dtype), W)  # [G, rows, p, d]
+        G = gy.shape[0]
+        with torch.enable_grad():
+            xe = res.detach().unsqueeze(0).expand(G, *res.shape).reshape(G * res.shape[0], *res.shape[1:])
+            xe.requires_grad_(True)
+            y = weights.model.blocks[layer].ln1(xe)
+            (gx,) = torch.autograd.grad(y, xe, gy.reshape(y.shape).to(y.dtype))
+        gx = gx.reshape(G, *res.shape)
+        sink.add(layer, kind, gx)
+        return gx.sum(0).to(res.dtype), None, None
+
+
+class _Sink:
+    """Collects each reader group's gradient [count, rows, p, d] and adds ``delta . grad`` into
+    ``scores``: per layer, as soon as its groups are in (``accumulate=False``), or summed over
+    batches first and contracted by :meth:`finish`."""
+
+    def __init__(self, graph: ComponentGraph, n: int, scores: torch.Tensor, scale: float, accumulate: bool):
+        self.graph, self.n, self.scores, self.scale, self.accumulate = graph, n, scores, scale, accumulate
+        self.groups = _groups(graph)
+        self.kinds = {l: {k for (ll, k) in self.groups if ll == l} for l in range(graph.n_layers + 1)}
+        self.pending: dict[int, dict[str, torch.Tensor]] = {}
+        self.delta: torch.Tensor | None = None  # [n_writers, n*p*d] float32, set before the first backward
+        self.steps: torch.Tensor | None = None  # the row groups of the batch that are steps (None: all)
+
+    def add(self, layer: int, kind: str, grad: torch.Tensor) -> None:
+        count = grad.shape[0]
+        g = grad.reshape(count, -1, self.n, *grad.shape[2:])
+        g = (g if self.steps is None else g.index_select(1, self.steps)).sum(1)  # [count, n, p, d]
+        parts = self.pending.setdefault(layer, {})
+        parts[kind] = parts[kind] + g if kind in parts else g
+        if not self.accumulate and len(parts) == len(self.kinds[layer]):
+            self.flush(layer)
+
+    def flush(self, layer: int) -> None:
+        parts = self.pending.pop(layer, {})
+        if not parts:
+            return
+        kinds = sorted(parts)
+        E = self.delta
+        G = torch.cat([parts[k].reshape(parts[k].shape[0], -1) for k in kinds]).to(E.dtype)  # [C, npd]
+        n_up = max(self.groups[(layer, k)][2] for k in kinds)
+        S = E[:n_up] @ G.T  # [n_up, C]
+        off = 0
+        for k in kinds:
+            first, count, nu = self.groups[(layer, k)]
+            idx = _reader_edge_index(self.graph, first, count, nu, S.device).reshape(-1)
+            self.scores.index_add_(0, idx, S[:nu, off : off + count].T.reshape(-1).to(self.scores.dtype), alpha=self.scale)
+            off += count
+
+    def finish(self) -> None:
+        for layer in sorted(self.pending):
+            self.flush(layer)
 
 
 def gradient_scores(model: Any, graph: ComponentGraph, clean: torch.Tensor, corrupted: torch.Tensor,
@@ -39,18 +119,17 @@ def gradient_scores(model: Any, graph: ComponentGraph, clean: torch.Tensor, corr
     gradient averaged over runs whose embedding is ``corrupted + a (clean - corrupted)`` for
     each ``a`` in ``alphas`` (``alphas[0]`` must be 0: that run is the corrupted run).
 
-    The clean run and the interpolation steps share forward/backward batches (one batch for a
-    short prompt: the weights are read once for all of them), up to ``MAX_GRAD_TOKENS`` tokens.
-    Also returns the :class:`Runs` recorded on the way (for exact evaluations)."""
+    The interpolation steps (and, for a short prompt, the clean run) share forward/backward
+    batches of up to ``MAX_GRAD_TOKENS`` tokens. Also returns the :class:`Runs` recorded on the
+    way (for exact evaluations)."""
     from .attribution import _scalar_metric
 
     assert alphas and alphas[0] == 0.0
     n, p = (int(x) for x in corrupted.shape)
     weights = Weights(model, graph)
-    groups = _groups(graph)
     grad_metric = _scalar_metric(metric)
+    positions = metric_positions(metric, p)
     dev = corrupted.device
-    scores = torch.zeros(graph.n_edges, dtype=torch.float32, device=dev)
     per = max(1, MAX_GRAD_TOKENS // (n * p))
     # row groups of n prompts: "clean", then one per alpha; the opening batch holds alpha 0 (and,
     # for a short prompt, where a batch costs what reading the weights costs, the clean run too:
@@ -59,44 +138,37 @@ def gradient_scores(model: Any, graph: ComponentGraph, clean: torch.Tensor, corr
     items: list = (["clean"] if small else []) + list(alphas)
     first = max(2 if small else 1, per)
     batches = [items[:first]] + [items[k : k + per] for k in range(first, len(items), per)]
-    ctx: dict = {}
-    rec: dict = {}
+    d = int(model.cfg.d_model)
+    scores = torch.zeros(graph.n_edges, dtype=torch.float32, device=dev)
+    accumulate = len(batches) > 1 and len(graph.readers) * n * p * d <= MAX_ACC_ELEMENTS
+    sink = _Sink(graph, n, scores, 1.0 / len(alphas), accumulate)
+    rec: dict = {"clean": {}, "corr": {}}
     blocks: list = [None] * graph.n_layers
     if not small:
-        store_c: dict = {}
-        with torch.no_grad(), model.hooks(fwd_hooks=recording_hooks(graph, weights, store_c)):
-            rec["m_clean"] = eval_metric(metric, model(clean))
-        rec["clean"] = store_c
+        with torch.no_grad():
+            final = run_to_final(model, clean, recording_hooks(graph, weights, rec["clean"]))
+            rec["m_clean"] = final_metric(model, metric, final, positions)
     co = n if small else 0  # where the corrupted rows sit in the opening batch
-
-    def contract(layer: int, kind: str, steps: torch.Tensor):
-        first_r, count, n_up = groups[(layer, kind)]
-        idx = _reader_edge_index(graph, first_r, count, n_up, dev).reshape(-1)
-
-        def fn(grad: torch.Tensor) -> None:  # grad [count, rows, p, d]
-            g = grad.reshape(count, -1, n, p, grad.shape[-1])[:, steps].sum(1)
-            E = ctx["delta"][:n_up].reshape(n_up, -1).float()
-            s = E @ g.reshape(count, -1).float().T  # [n_up, count]
-            scores.index_add_(0, idx, s.T.reshape(-1), alpha=1.0 / len(alphas))
-        return fn
 
     def run(batch: list) -> None:
         N = len(batch) * n
-        steps = torch.tensor([i for i, a in enumerate(batch) if a != "clean"], device=dev)
+        opening = "embeds" not in rec
+        step_rows = [i for i, a in enumerate(batch) if a != "clean"]
+        sink.steps = None if len(step_rows) == len(batch) else torch.tensor(step_rows, device=dev)
         tokens = torch.cat([clean if a == "clean" else corrupted for a in batch])
-        box: dict = {}
+        ctx: dict = {}
 
         def embed_hook(x: torch.Tensor, hook: Any = None) -> torch.Tensor:
             x = x.detach()
-            if "embeds" not in rec:  # the opening batch: corrupted rows at co, clean rows at 0 or cached
+            if opening:  # corrupted rows at co, clean rows at 0 or recorded by the clean run
                 c0 = x[co : co + n].clone()
                 e1 = x[:n] if small else rec["clean"][("pre", 0)]
                 rec["embeds"] = (c0, e1 - c0)
             if any(a not in ("clean", 0.0) for a in batch):
                 c0, d0 = rec["embeds"]
                 x = torch.cat([x[i * n : (i + 1) * n] if a in ("clean", 0.0) else c0 + a * d0 for i, a in enumerate(batch)])
-            box["x0"] = x.requires_grad_(True)
-            return box["x0"]
+            ctx["x0"] = x.requires_grad_(True)
+            return ctx["x0"]
 
         def pre_hook(layer: int):
             def hook(x: torch.Tensor, hook: Any = None) -> None:
@@ -105,18 +177,13 @@ def gradient_scores(model: Any, graph: ComponentGraph, clean: torch.Tensor, corr
 
         def qkv_hook(layer: int, kind: str):
             def hook(x: torch.Tensor, hook: Any = None) -> torch.Tensor:
-                res = ctx[("pre", layer)]
-                count = groups[(layer, kind)][1]
-                xe = res.unsqueeze(0).expand(count, *res.shape)
-                xe.register_hook(contract(layer, kind, steps))
-                return weights.project(layer, kind, xe[None]).to(x.dtype)
+                return _PerHeadInput.apply(ctx[("pre", layer)], x.detach(), (weights, layer, kind, sink))
             return hook
 
         def view_hook(layer: int, kind: str):
             def hook(x: torch.Tensor, hook: Any = None) -> torch.Tensor:
                 y = x.view_as(x)
-                fn = contract(layer, kind, steps)
-                y.register_hook(lambda gr: fn(gr[None]))
+                y.register_hook(lambda gr: sink.add(layer, kind, gr[None]))
                 return y
             return hook
 
@@ -128,45 +195,46 @@ def gradient_scores(model: Any, graph: ComponentGraph, clean: torch.Tensor, corr
             if graph.has_mlp:
                 hooks.append((names["mlp_in"], view_hook(l, "mlp")))
         hooks.append(("ln_final.hook_in", view_hook(graph.n_layers, "logits")))
-        store: dict = {}
-        opening = "corr" not in rec
-        if opening:
-            hooks = recording_hooks(graph, weights, store) + hooks
         captured: list = [None] * graph.n_layers
-        handles = capture_block_inputs(model, captured) if opening else []
+        handles = []
+        if opening:
+            rows_c = slice(co, co + n)
+            hooks = recording_hooks(graph, weights, rec["corr"], rows_c) + hooks
+            if small:
+                hooks = recording_hooks(graph, weights, rec["clean"], slice(0, n)) + hooks
+            handles = capture_block_inputs(model, captured)
         try:
-            with torch.enable_grad(), model.hooks(fwd_hooks=hooks), warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Full backward hook is firing")
-                logits = model(tokens)
-                values = {}
-                for i, a in enumerate(batch):
-                    part = logits[i * n : (i + 1) * n]
-                    values[a] = eval_metric(metric, part.detach()) if a == "clean" else grad_metric(part)
-                if opening:
-                    rec["corr"] = _rows(store, co, co + n)
-                    if small:
-                        rec["clean"], rec["m_clean"] = _rows(store, 0, n), values["clean"]
-                    rec["m_corr"] = float(values[0.0].detach())
-                    for i, (args, kwargs) in enumerate(captured):
-                        blocks[i] = (_map_batch(args, lambda t: t[co : co + n], N),
-                                     {k: _map_batch(v, lambda t: t[co : co + n], N) for k, v in kwargs.items()})
-                    out_clean, out_corr = stack_outputs(graph, rec["clean"]), stack_outputs(graph, rec["corr"])
-                    check_additive(graph, out_clean, out_corr, rec["clean"][("final", 0)], rec["corr"][("final", 0)])
-                    ctx["delta"] = out_clean - out_corr
-                    rec["out"] = (out_clean, out_corr)
-                total = sum(v for a, v in values.items() if a != "clean")
-                torch.autograd.grad(total, [box["x0"]], allow_unused=True)
+            with torch.enable_grad():
+                final = run_to_final(model, tokens, hooks)
         finally:
             for h in handles:
                 h.remove()
-            for k in [k for k in ctx if k != "delta"]:
-                del ctx[k]
+        if opening:
+            for i, (args, kwargs) in enumerate(captured):
+                blocks[i] = (_map_batch(args, lambda t: t[co : co + n], N),
+                             {k: _map_batch(v, lambda t: t[co : co + n], N) for k, v in kwargs.items()})
+            out_clean, out_corr = stack_outputs(graph, rec["clean"]), stack_outputs(graph, rec["corr"])
+            delta = out_clean - out_corr
+            check_additive(graph, delta, out_clean, rec["clean"][("final", 0)], rec["corr"][("final", 0)])
+            rec["delta"] = delta
+            sink.delta = delta.reshape(delta.shape[0], -1).float()
+        with torch.enable_grad():
+            values = {}
+            for i, a in enumerate(batch):
+                part = final[i * n : (i + 1) * n]
+                if a == "clean":
+                    rec["m_clean"] = final_metric(model, metric, part.detach(), positions)
+                else:
+                    values[a] = final_metric(model, grad_metric, part, positions, grad=True)
+            if opening:
+                rec["m_corr"] = float(values[0.0].detach())
+            torch.autograd.grad(sum(values.values()), [ctx["x0"]], allow_unused=True)
 
     for b in batches:
         run(b)
-    out_clean, out_corr = rec["out"]
-    base = {k: v for k, v in rec["corr"].items() if k[0] in ("pre", "mlp", "final")}
-    runs = Runs(graph, weights, clean, corrupted, out_clean, out_corr, base, blocks,
-                rec["m_clean"], rec["m_corr"], metric)
-    runs.memo["delta"] = ctx["delta"]
+    sink.finish()
+    base = {k: v for k, v in rec["corr"].items() if k != "out"}
+    runs = Runs(graph, weights, clean, corrupted, stack_outputs(graph, rec["clean"]), stack_outputs(graph, rec["corr"]),
+                base, blocks, rec["m_clean"], rec["m_corr"], metric)
+    runs.memo["delta"] = rec["delta"]
     return scores, runs
