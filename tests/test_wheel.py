@@ -77,3 +77,64 @@ def test_wheel_from_a_fresh_clone_installs_and_serves_its_bundles(tmp_path):
     assert file.startswith(str(venv)), file  # the installed wheel, not this checkout
     assert esm.startswith(str(venv)) and Path(esm).stat().st_size > 10_000
     assert int(esm_len) == Path(esm).stat().st_size and missing_message == "False"  # the widget serves it
+
+    # JupyterLab started from that venv renders a widget from the wheel's bundle
+    _render_in_jupyterlab(py, venv, tmp_path)
+
+
+#: the kernel's own view of what it imported, then one widget displayed
+LAB_CELL = """import lenswidget, json
+from lenswidget import models, Lens
+from lenswidget.widgets import base
+print(json.dumps([lenswidget.__file__, str(base.STATIC)]))
+grid = Lens(models.toy()).attention("the cat sat on the mat")
+grid"""
+
+#: run in a separate process (a second Playwright in this thread fails when the e2e session's is open)
+BROWSER_SCRIPT = """import json, sys
+sys.path.insert(0, sys.argv[1])
+from tests.e2e.harness import Lab, chromium
+server = json.loads(sys.argv[2])
+with chromium() as browser:
+    page = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+    lab = Lab(page, server)
+    lab.open("wheel.ipynb")
+    lab.run_all(120_000)
+    grid = page.locator('[data-testid="lw-grid"]').first
+    grid.wait_for(state="visible", timeout=60_000)
+    page.wait_for_function("(g) => !!g.dataset.drawMs", arg=grid.element_handle())
+    out = page.locator('.jp-OutputArea-output').first.text_content()
+    print(json.dumps({"rows": grid.get_attribute("data-rows"), "cols": grid.get_attribute("data-cols"),
+                      "paths": json.loads(out.strip().splitlines()[0]), "kernel": lab.python_json("[len(grid.tokens), grid.n_layers]")}))
+"""
+
+
+def _render_in_jupyterlab(py: Path, venv: Path, tmp_path: Path) -> None:
+    """Start JupyterLab with the fresh venv's Python (server and kernel), open a notebook that
+    displays an AttentionGrid, and read what Chromium drew. JupyterLab's own assets and the
+    widget front-end extensions live in this checkout's environment: found through JUPYTER_PATH."""
+    import json
+
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("playwright")
+    from tests.e2e.harness import CHROMIUM, jupyter_lab
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM}")
+    share = Path(sys.prefix) / "share" / "jupyter"
+    env = {"JUPYTER_PATH": str(share), "JUPYTERLAB_DIR": str(share / "lab"),
+           "JUPYTER_CONFIG_PATH": str(Path(sys.prefix) / "etc" / "jupyter"), "PYTHONPATH": ""}
+    with jupyter_lab(tmp_path / "lab", python=py, env=env) as server:
+        nb = nbformat.v4.new_notebook()
+        nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+        nb.cells = [nbformat.v4.new_code_cell(LAB_CELL)]
+        nbformat.write(nb, server["root"] / "wheel.ipynb")
+        arg = json.dumps({k: str(v) for k, v in server.items()})
+        res = subprocess.run([sys.executable, "-c", BROWSER_SCRIPT, str(ROOT), arg], capture_output=True,
+                             text=True, timeout=240)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:] + server["log"].read_text()[-2000:]
+    seen = json.loads(res.stdout.strip().splitlines()[-1])
+    file, static = seen["paths"]
+    assert file.startswith(str(venv)) and static.startswith(str(venv)), seen  # the wheel, in the kernel too
+    assert (seen["rows"], seen["cols"]) == ("2", "4")  # the toy model's 2 layers x 4 heads, drawn
+    assert seen["kernel"] == [7, 2]

@@ -33,8 +33,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def jupyter_lab(base: Path) -> Iterator[dict]:
-    """A JupyterLab server on 127.0.0.1 over a copy of notebooks/ in ``base``; yields url/token/root."""
+def jupyter_lab(base: Path, python: str | os.PathLike = sys.executable, env: dict | None = None) -> Iterator[dict]:
+    """A JupyterLab server on 127.0.0.1 over a copy of notebooks/ in ``base``; yields url/token/root.
+    ``python`` runs the server (and so the kernel); ``env`` adds environment variables."""
     root = base / "root"
     shutil.copytree(REPO / "notebooks", root)
     config = base / "config"
@@ -43,10 +44,10 @@ def jupyter_lab(base: Path) -> Iterator[dict]:
         json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
     )
     port, token = _free_port(), "lenswidget-e2e"
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(config), JUPYTER_RUNTIME_DIR=str(base / "runtime"),
-               JUPYTER_DATA_DIR=str(base / "data"), PYTHONUNBUFFERED="1")
+    env = {**dict(os.environ, JUPYTER_CONFIG_DIR=str(config), JUPYTER_RUNTIME_DIR=str(base / "runtime"),
+                  JUPYTER_DATA_DIR=str(base / "data"), PYTHONUNBUFFERED="1"), **(env or {})}
     cmd = [
-        sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        str(python), "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
         "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.expose_app_in_browser=True", "--allow-root",
