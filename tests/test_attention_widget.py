@@ -319,6 +319,11 @@ def test_focus_overview_and_window_on_a_long_prompt(sharp_lens, monkeypatch):
     assert float(by_hand[0, 0]) > float(mean) + 0.05  # max, not mean
     assert grid._full is None  # still no rerun
     torch.testing.assert_close(grid.overview(2, 1).values, over, atol=0, rtol=0)
+    # the view's first window (the first 64 tokens) is kept too: exact, still no rerun
+    corner = wire.request("window", {"layer": 2, "head": 1, "q0": 0, "q1": 64, "k0": 0, "k1": 64})
+    buffers = [b for c, b in wire.sent if c.get("type") == "reply"][0]
+    torch.testing.assert_close(decode_tensor(buffers[0], corner["result"]["meta"]), ref[:64, :64], atol=1e-5, rtol=0)
+    assert grid._full is None
 
     # a window at full resolution, with its token labels: TL's pattern sliced
     q0, q1, k0, k1 = T - 40, T, T - 90, T - 20

@@ -50,6 +50,8 @@ class StreamedAttention:
             max-pooled to ``S = overview_size`` cells (:func:`pool_size`), only the causal triangle,
             row by row (row q holds cells 0..q), ready to send; else None.
         overview_size: S (0 without overviews).
+        corners: float32 [n_layers, n_heads, c, c] (CPU) when asked for: each head's exact pattern
+            on the first ``c`` queries and keys (the view's first window), else None.
     """
 
     values: torch.Tensor
@@ -62,6 +64,7 @@ class StreamedAttention:
     block_inputs: list | None = None
     overviews: torch.Tensor | None = None
     overview_size: int = 0
+    corners: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -165,6 +168,7 @@ def stream_attention(
     keep_block_inputs: bool = True,
     overview: int = 0,
     overview_bytes: int = 256 * 1024**2,
+    corner: int = 0,
 ) -> StreamedAttention:
     """Head scores and pooled thumbnails of every head on one prompt, one layer's pattern at a time.
 
@@ -178,6 +182,7 @@ def stream_attention(
         overview: when > 0, also keep every head's pattern max-pooled to at most this many cells
             a side (float16 triangles, :func:`overview_layout` within ``overview_bytes``), so a
             focused head's overview needs no rerun.
+        corner: when > 0, also keep every head's exact pattern on the first ``corner`` tokens.
 
     Returns:
         :class:`StreamedAttention`. Raises :class:`InputError` for fewer than two tokens or a
@@ -203,6 +208,8 @@ def stream_attention(
     o_side = overview_layout(n_layers, n_heads, pos, int(overview), overview_bytes) if overview > 0 else 0
     overviews = torch.zeros(n_layers, n_heads, o_side * (o_side + 1) // 2, dtype=torch.float16) if o_side else None
     o_rows, o_cols = torch.tril_indices(o_side, o_side, device=device) if o_side else (None, None)
+    c = min(pos, max(0, int(corner)))
+    corners = torch.zeros(n_layers, n_heads, c, c) if c else None
 
     def on_pattern(layer: int):
         def hook(act: torch.Tensor, hook: Any = None) -> torch.Tensor:
@@ -211,6 +218,8 @@ def stream_attention(
             thumbs[layer] = pool_pattern(p, size).cpu()
             if overviews is not None:
                 overviews[layer] = pool_pattern(p, o_side)[:, o_rows, o_cols].half().cpu()
+            if corners is not None:
+                corners[layer] = p[:, :c, :c].cpu()
             if full is not None:
                 full[layer] = p.cpu()
             return act
@@ -247,6 +256,7 @@ def stream_attention(
         block_inputs=block_inputs,
         overviews=overviews,
         overview_size=o_side,
+        corners=corners,
     )
 
 

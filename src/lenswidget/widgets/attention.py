@@ -41,6 +41,8 @@ WINDOW_MAX = 256
 #: grid is built on prompts over WINDOW_MAX tokens (float16 triangles, at most OVERVIEW_BYTES in all)
 OVERVIEW = 512
 OVERVIEW_BYTES = 256 * 1024**2
+#: the view's first window (queries and keys 0..CORNER-1) is kept for every head too: exact, no rerun
+CORNER = 64
 
 
 def thumb_layout(n_layers: int, n_heads: int, pos: int) -> tuple[int, str]:
@@ -246,7 +248,8 @@ class AttentionGrid(LensWidget):
         # one layer's patterns at a time: scores and pooled thumbnails, never all patterns at once
         overview = OVERVIEW if tokens.shape[-1] > WINDOW_MAX else 0
         streamed = stream_attention(self.lens.model, tokens, thumb=size, keep_patterns_bytes=KEEP_PATTERNS_BYTES,
-                                    overview=overview, overview_bytes=OVERVIEW_BYTES)
+                                    overview=overview, overview_bytes=OVERVIEW_BYTES,
+                                    corner=CORNER if overview else 0)
         pat_bytes, pat_meta = encode_tril(streamed.thumbs, dtype, lo=0.0, hi=1.0)
         pat_meta.update(pos=streamed.pos, pooled=streamed.pooled, bin=-(-streamed.pos // streamed.size),
                         window_max=WINDOW_MAX)
@@ -290,7 +293,12 @@ class AttentionGrid(LensWidget):
     def _window(self, layer: Any, head: Any, q0: Any, q1: Any, k0: Any, k1: Any) -> PatternWindow:
         layer, head = self.lens.check_head(layer, head)
         q0, q1, k0, k1 = check_window(len(self.tokens), q0, q1, k0, k1, WINDOW_MAX)
-        values = self._pattern(layer, head)[q0:q1, k0:k1].clone()
+        corners = self.streamed.corners if self.streamed is not None else None
+        kept = self._full is not None and self._full[:2] == (layer, head)
+        if corners is not None and not kept and q1 <= corners.shape[-1] and k1 <= corners.shape[-1]:
+            values = corners[layer, head, q0:q1, k0:k1].clone()  # the first window: kept, no rerun
+        else:
+            values = self._pattern(layer, head)[q0:q1, k0:k1].clone()
         return PatternWindow(values=values, q0=q0, q1=q1, k0=k0, k1=k1, layer=layer, head=head,
                              query_tokens=self.tokens[q0:q1], key_tokens=self.tokens[k0:k1])
 
