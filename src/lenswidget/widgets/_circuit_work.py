@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
 
-from ..analysis import circuits
+from ..analysis import _edge_patching, circuits
 from ..analysis.dla import direct_logit_attribution
 from ..analysis.promoted import promoted_tokens
 from ..encode import encode_tensor
@@ -175,10 +175,21 @@ class CircuitWork:
                 "auc": float(c.auc), "auc_random": float(c.auc_random)}
 
     # ------------------------------------------------------------------ exact answers
+    def _evaluate(self, labels: list[str], mode: str) -> float:
+        """``circuits.circuit_metric`` (``mode="circuit"``) or ``circuits.patch_edge`` (``"patch"``)
+        of ``labels``, evaluated on the clean and corrupted runs recorded while scoring (those
+        functions record both runs again on every call: two extra forward passes a click)."""
+        runs = getattr(self.scores, "_runs", None)
+        if runs is None or not hasattr(_edge_patching, "evaluate"):  # no recorded runs: the public functions
+            fn = circuits.circuit_metric if mode == "circuit" else circuits.patch_edge
+            return float(fn(self.model, self.clean, self.corrupted, self.metric, labels if mode == "circuit" else labels[0]))
+        mask = runs.graph.edge_mask(labels)
+        return float(_edge_patching.evaluate(runs, mask[None], mode, self.metric)[0])
+
     def _metric_of(self, labels: list[str]) -> float:
         key = tuple(sorted(labels))
         if key not in self._metrics:
-            self._metrics[key] = float(circuits.circuit_metric(self.model, self.clean, self.corrupted, self.metric, labels))
+            self._metrics[key] = self._evaluate(labels, "circuit")
         return self._metrics[key]
 
     def _faith(self, m: float) -> float:
@@ -209,7 +220,7 @@ class CircuitWork:
     def patch_edge(self, label: Any) -> dict:
         label = self.check_edge(label)
         e = self.parse(label)
-        value = float(circuits.patch_edge(self.model, self.clean, self.corrupted, self.metric, label))
+        value = self._evaluate([label], "patch")
         rank = int((self._order == self.index[label]).nonzero()[0, 0]) + 1
         return {"edge": label, "up": e.up, "down": e.down, "port": e.port, "targets": list(e.targets),
                 "value": value, "effect": value - self.m_empty, "estimate": self.score_of(label),
