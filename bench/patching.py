@@ -1,6 +1,6 @@
 """Activation patching speed: lenswidget's batched sweeps vs TransformerLens's, same run.
 
-    python bench/patching.py [--quick]
+    python bench/patching.py [--quick] [--ioi] [--only-batched]
 
 Targets (issue 3):
 - toy model, every site it has: >= 10x faster than ``transformer_lens.patching.get_act_patch_*``;
@@ -14,11 +14,20 @@ Both results are checked equal (max |difference| <= 1e-4). Each TransformerLens 
 once (the SmolLM2 ones take about a minute each); ours is the best of a few runs on the toy model
 and one run on SmolLM2.
 
+Batched cases (issue 10): the toy model on a batch of 4 induction prompts of 33 tokens
+(``resid_pre``, ``attn_head_out_by_pos``: >= 10x) and, with ``--ioi``, SmolLM2 on 8 IOI-style
+pairs of 15 tokens (``resid_pre`` >= 8x, ``attn_head_out_all_pos`` >= 4.5x; TransformerLens's two
+sweeps take ~4 minutes each there).
+
 FLOPs are counted as 2 x parameters x tokens through them: ours from the tokens the engine
 actually pushed through the blocks and the unembedding (runs patched at layer L skip blocks
-before L), TransformerLens's as one full forward per cell plus the clean run. "matmul %" is the
-sweep's FLOP rate over the 2048x2048 float32 matmul rate measured in this run.
-``--quick``: the toy sites and SmolLM2 ``resid_pre`` only.
+before L, runs patched at position p skip positions before p), TransformerLens's as one full
+forward per cell plus the clean run. The **floor** is the minimal schedule: the two unpatched
+runs, and for each cell its prompts through blocks >= its layer (> for resid_post) at positions
+>= its position (by-position sites; 0 otherwise), unembedded at the metric's positions only.
+"matmul %" is a FLOP rate over the 2048x2048 float32 matmul rate measured in this run; "floor
+matmul %" is the floor's FLOPs over our time (100 % = the floor's work at the matmul rate).
+``--quick``: the toy sites and SmolLM2 ``resid_pre`` only; ``--only-batched``: the batched cases.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_of, machine_line, matmul_gflops, model_flops, print_table, timed  # noqa: E402
 
 import functools  # noqa: E402
+import itertools  # noqa: E402
 
 import torch  # noqa: E402
 import tqdm  # noqa: E402
@@ -40,10 +50,13 @@ from transformer_lens import patching as tlp  # noqa: E402
 from lenswidget import models  # noqa: E402
 from lenswidget.analysis import SITES, logit_diff_metric, patch_sweep  # noqa: E402
 from lenswidget.analysis.patching import require_site_hooks  # noqa: E402
+from lenswidget.analysis.patching import value_shape as patch_value_shape  # noqa: E402
 from lenswidget.errors import InputError, ModelLoadError  # noqa: E402
 
 TOLERANCE = 1e-4
 TARGET = 10.0
+BATCHED_TARGETS = {("toy4x33", "resid_pre"): 10.0, ("toy4x33", "attn_head_out_by_pos"): 10.0,
+                   ("ioi8", "resid_pre"): 8.0, ("ioi8", "attn_head_out_all_pos"): 4.5}
 tlp.tqdm = functools.partial(tqdm.tqdm, disable=True)  # its progress bars would bury the table
 
 
@@ -69,6 +82,56 @@ def smollm2_case():
     return model, clean, corrupted, metric
 
 
+def toy_batch_case():
+    """The toy model on 4 induction prompts of 33 tokens (the corrupted ones have other words in
+    the first half); the metric reads the last position."""
+    model = models.toy()
+    clean = models.toy_repeated_tokens(16, batch=4, seed=0)
+    other = models.toy_repeated_tokens(16, batch=4, seed=1)
+    corrupted = clean.clone()
+    corrupted[:, 1:17] = other[:, 1:17]
+    return model, clean, corrupted, logit_diff_metric(clean[:, 1], corrupted[:, 1])
+
+
+IOI_NAMES = [(" John", " Mary"), (" Tom", " James"), (" Dan", " Sid"), (" Martin", " Amy"),
+             (" Mary", " John"), (" James", " Tom"), (" Sid", " Dan"), (" Amy", " Martin")]
+IOI_PLACES = [(" shops", " bag"), (" park", " ball"), (" store", " drink"), (" school", " book")]
+
+
+def ioi_case(model):
+    """8 IOI-style pairs on SmolLM2 ("When John and Mary went to the shops, John gave the bag to"
+    -> " Mary"; the corrupted prompt repeats the other name, so the answer flips), 15 tokens each."""
+    clean, corrupted, answer, wrong = [], [], [], []
+    for i, (a, b) in enumerate(IOI_NAMES):
+        place, obj = IOI_PLACES[i % len(IOI_PLACES)]
+        text = "When{a} and{b} went to the{place},{s} gave the{obj} to"
+        clean.append(text.format(a=a, b=b, place=place, s=a, obj=obj))
+        corrupted.append(text.format(a=a, b=b, place=place, s=b, obj=obj))
+        answer.append(model.to_single_token(b))
+        wrong.append(model.to_single_token(a))
+    c = torch.cat([model.to_tokens(t) for t in clean])
+    r = torch.cat([model.to_tokens(t) for t in corrupted])
+    return c, r, logit_diff_metric(answer, wrong)
+
+
+def floor_flops(model, site: str, n_prompts: int, n_pos: int, metric) -> float:
+    """FLOPs of the minimal schedule of a sweep (see the module docstring)."""
+    flops = model_flops(model)
+    spec = SITES[site]
+    n_layers = int(model.cfg.n_layers)
+    pos_axis = next((spec.dims.index(d) for d in ("pos", "dest_pos") if d in spec.dims), None)
+    reads = len(getattr(metric, "positions", None) or range(n_pos))
+    shape = tuple(int(x) for x in patch_value_shape(model, spec, n_pos))
+    blocks = 0.0
+    for cell in itertools.product(*[range(k) for k in shape]):
+        stage = cell[0] + (1 if spec.act == "resid_post" else 0)
+        start = cell[pos_axis] if pos_axis is not None else 0
+        blocks += (n_layers - stage) * (n_pos - start)
+    blocks = n_prompts * (blocks + 2 * n_layers * n_pos)
+    unembed = n_prompts * reads * (len(list(itertools.product(*[range(k) for k in shape]))) + 2)
+    return blocks * flops["block"] + unembed * flops["unembed"]
+
+
 def tl_sweep(model, clean, corrupted, metric, site: str) -> torch.Tensor:
     _, cache = model.run_with_cache(clean)
     spec = SITES[site]
@@ -80,7 +143,7 @@ def tl_sweep(model, clean, corrupted, metric, site: str) -> torch.Tensor:
     )
 
 
-def compare(name, model, clean, corrupted, metric, site, gflops, repeat) -> list | None:
+def compare(name, model, clean, corrupted, metric, site, gflops, repeat, target=TARGET) -> list | None:
     flops = model_flops(model)
     try:
         require_site_hooks(model, SITES[site])
@@ -98,17 +161,25 @@ def compare(name, model, clean, corrupted, metric, site, gflops, repeat) -> list
     tl_flops = (ours.values.numel() + 1) * clean.numel() * flops["forward"]
     ratio = t_tl / t_ours
     tl_forward = t_tl / (ours.values.numel() + 1)  # TransformerLens: one forward per cell + cache
+    floor = floor_flops(model, site, int(clean.shape[0]), int(clean.shape[1]), metric)
+    engine = s["engine"] + ("+pos" if s.get("position_batches") else "")
     return [
-        name, site, ours.values.numel(), t_tl, t_ours, ratio, "yes" if ratio >= TARGET else "NO",
-        diff, "ok" if ok else "DIFFERS", ours_flops / 1e9,
-        100 * ours_flops / t_ours / 1e9 / gflops, 100 * tl_flops / t_tl / 1e9 / gflops,
-        t_ours / tl_forward, s["engine"],
+        name, site, ours.values.numel(), t_tl, t_ours, ratio, f"{target:g}x " + ("yes" if ratio >= target else "NO"),
+        diff, "ok" if ok else "DIFFERS", ours_flops / 1e9, floor / 1e9,
+        100 * ours_flops / t_ours / 1e9 / gflops, 100 * floor / t_ours / 1e9 / gflops,
+        100 * tl_flops / t_tl / 1e9 / gflops, t_ours / tl_forward, engine,
     ]
+
+
+def _show(row) -> None:
+    print("  " + " ".join(str(x) if not isinstance(x, float) else f"{x:.3g}" for x in row[:9]), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="toy sites and SmolLM2 resid_pre only")
+    parser.add_argument("--ioi", action="store_true", help="also SmolLM2 on 8 IOI pairs (~10 min)")
+    parser.add_argument("--only-batched", action="store_true", help="only the batched cases")
     args = parser.parse_args()
 
     print(machine_line())
@@ -116,14 +187,22 @@ def main() -> None:
     print(f"2048x2048 float32 matmul: {gflops_start:.0f} GFLOP/s")
     rows = []
 
-    model, clean, corrupted, metric, note = toy_case()
-    print(f"{note}: prompt {tuple(clean.shape)}, {model.cfg.n_layers} layers, {model.cfg.n_heads} heads")
-    toy_sites = [s for s, spec in SITES.items() if not spec.is_composite]
-    for site in toy_sites:
-        row = compare("toy", model, clean, corrupted, metric, site, gflops_start, repeat=3)
-        if row:
-            rows.append(row)
-            print("  " + " ".join(str(x) if not isinstance(x, float) else f"{x:.3g}" for x in row[:9]), flush=True)
+    if not args.only_batched:
+        model, clean, corrupted, metric, note = toy_case()
+        print(f"{note}: prompt {tuple(clean.shape)}, {model.cfg.n_layers} layers, {model.cfg.n_heads} heads")
+        for site in [s for s, spec in SITES.items() if not spec.is_composite]:
+            row = compare("toy", model, clean, corrupted, metric, site, gflops_start, repeat=3)
+            if row:
+                rows.append(row)
+                _show(row)
+
+    model, clean, corrupted, metric = toy_batch_case()
+    print(f"toy batch: prompts {tuple(clean.shape)}")
+    for site in ("resid_pre", "attn_head_out_by_pos"):
+        target = BATCHED_TARGETS[("toy4x33", site)]
+        row = compare("toy4x33", model, clean, corrupted, metric, site, gflops_start, repeat=3, target=target)
+        rows.append(row)
+        _show(row)
 
     try:
         model, clean, corrupted, metric = smollm2_case()
@@ -132,20 +211,29 @@ def main() -> None:
     else:
         with torch.no_grad():
             model(clean)  # warm-up
-        sites = ["resid_pre"] if args.quick else ["resid_pre", "attn_head_out_all_pos"]
+        sites = [] if args.only_batched else ["resid_pre"] if args.quick else ["resid_pre", "attn_head_out_all_pos"]
         for site in sites:
             row = compare("smollm2", model, clean, corrupted, metric, site, gflops_start, repeat=1)
             if row:
                 rows.append(row)
-                print("  " + " ".join(str(x) if not isinstance(x, float) else f"{x:.3g}" for x in row[:9]), flush=True)
+                _show(row)
+        if args.ioi:
+            clean, corrupted, metric = ioi_case(model)
+            print(f"SmolLM2 IOI: prompts {tuple(clean.shape)}")
+            for site in ("resid_pre", "attn_head_out_all_pos"):
+                target = BATCHED_TARGETS[("ioi8", site)]
+                row = compare("ioi8", model, clean, corrupted, metric, site, gflops_start, repeat=1, target=target)
+                rows.append(row)
+                _show(row)
 
     gflops_end = matmul_gflops()
     print(f"\n2048x2048 float32 matmul: {gflops_start:.0f} GFLOP/s at the start, {gflops_end:.0f} at the end")
     print(machine_line())
     print()
     print_table(
-        ["model", "site", "cells", "TL s", "ours s", "speed-up", ">=10x", "max|diff|", "equal",
-         "ours GFLOP", "ours matmul %", "TL matmul %", "ours in TL fwds", "engine"],
+        ["model", "site", "cells", "TL s", "ours s", "speed-up", "target", "max|diff|", "equal",
+         "ours GFLOP", "floor GFLOP", "ours matmul %", "floor matmul %", "TL matmul %",
+         "ours in TL fwds", "engine"],
         rows,
     )
     print(
@@ -153,11 +241,12 @@ def main() -> None:
         "sweep of N cells costs TransformerLens N + 1 forwards; ours needs at least one forward of\n"
         "the batch, so sweeps of few cells (the toy's 8-cell all-position head sites: 9 forwards of\n"
         "~2 ms) cannot reach 10x. engine 'full': the sweep fitted in one batched forward; 'fast':\n"
-        "later batches started at the patched layer."
+        "later batches started at the patched layer; '+pos': and at the patched position.\n"
+        "'floor matmul %': the minimal schedule's FLOPs over our time, as a share of the matmul rate."
     )
     bad = [r for r in rows if r[8] != "ok"]
-    slow = [r for r in rows if r[6] != "yes"]
-    print(f"\n{len(rows)} sweeps, {len(bad)} unequal, {len(slow)} below {TARGET:.0f}x")
+    slow = [r for r in rows if not r[6].endswith("yes")]
+    print(f"\n{len(rows)} sweeps, {len(bad)} unequal, {len(slow)} below their target")
     if bad:
         sys.exit(1)
 

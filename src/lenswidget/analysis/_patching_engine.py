@@ -19,386 +19,171 @@ change is recomputed:
   sorted by layer and the batch grows as it goes down the blocks, so each run costs only the
   blocks it can change. The blocks are called one by one with the positional/keyword inputs the
   model's own forward gave them (captured in the first batch: attention masks, rotary tables),
-  so the bridge's hooks and the model's own modules do the work. This "fast" engine checks itself
-  once: ``n_prompts`` unpatched rows enter at block 0 and their logits must equal the base run's.
-  If they do not (an architecture whose forward does more than ``blocks`` -> ``ln_final`` ->
-  ``unembed``), or a block call fails, the sweep goes on with batched full forwards ("full").
+  so the bridge's hooks and the model's own modules do the work.
+* **... and at the patched position.** A run patched at position ``p`` (the ``pos`` / ``dest_pos``
+  sites) cannot differ from the base run before ``p`` either: it computes only positions ``p..``,
+  attending to the base run's keys and values for earlier positions (``_position_start``). Cells
+  are grouped by (start position, layer) so the rows of one batch share their length
+  (``_patching_plan``); logits before ``p`` are the base run's.
+* **Self-checks and fallbacks.** Before the first block-by-block batch, the unpatched prompt
+  batch runs block by block from block 0 (recording every layer's keys and values) and its logits
+  must equal the model's forward; if they do not (an architecture whose forward does more than
+  ``blocks`` -> ``ln_final`` -> ``unembed``), or a block call fails, the sweep goes on with
+  batched full forwards ("full"). The first position-start batch carries ``n_prompts`` unpatched
+  rows started at its position, whose logits must equal the base run's there; if not, by-position
+  cells start at position 0 (``stats["position_fallback_reason"]`` says why).
 """
 
 from __future__ import annotations
 
 import time
-import weakref
-from dataclasses import dataclass, field
+from contextlib import nullcontext
 from typing import Any, Callable, Sequence
 
 import torch
 
-from ..errors import InputError
-from ._patching_sites import Site, cell_mask, patch_hooks
+from . import _position_start as ps
+from ._patching_plan import (  # noqa: F401  (the tuning constants, re-exported)
+    BLOCK_CALL_FLOPS,
+    MAX_ACT_ELEMENTS,
+    TARGET_BATCH_TOKENS,
+    entry_stage,
+    first_batch_size,
+    groups,
+    next_chunk,
+    runs_per_batch,
+)
+from ._patching_runs import (  # noqa: F401  (_map_batch, _unembed_at: used by the edge engines)
+    _ERRORS,
+    Metric,
+    State,
+    Stats,
+    _check_rows,
+    _FastPathUnsupported,
+    _map_batch,
+    _patch_hook,
+    _run_full,
+    _unembed,
+    _unembed_at,
+    _block_inputs,
+    eval_metric,
+    metric_positions,
+)
+from ._patching_sites import Site, cell_mask, first_position, patch_hooks, shift_cell, slice_act
 from .hooks import act_name
 
-Metric = Callable[[torch.Tensor], Any]
-
-# Memory caps in float elements: the activations of one batch (~256 MB in float32), and the
-# logits of one slice handed to the metric (~128 MB).
-MAX_ACT_ELEMENTS = 1 << 26
+# The logits of one slice handed to the metric, in float elements (~128 MB in float32).
 MAX_LOGIT_ELEMENTS = 1 << 25
-# How many tokens one batch aims at: enough rows for dense matmuls, few enough that progress and
-# cancel are polled every second or two on SmolLM2 on 2 CPU cores.
-TARGET_BATCH_TOKENS = 3072
-# What one call of a block costs in Python overhead through the bridge, in FLOPs of dense
-# compute on this class of CPU (~1-2 ms): weighs recomputation against one more batch.
-BLOCK_CALL_FLOPS = 2e8
-
-
-@dataclass
-class Stats:
-    engine: str = "fast"
-    fallback_reason: str = ""
-    runs: int = 0
-    batches: int = 0
-    block_tokens: int = 0  # sum over block calls of (rows x positions)
-    unembed_tokens: int = 0  # rows x positions through ln_final + unembed
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict:
-        return {
-            "engine": self.engine,
-            "fallback_reason": self.fallback_reason,
-            "runs": self.runs,
-            "batches": self.batches,
-            "block_tokens": self.block_tokens,
-            "unembed_tokens": self.unembed_tokens,
-            "seconds": self.seconds,
-        }
-
-
-@dataclass
-class State:
-    """What one sweep learns from its first batch and reuses."""
-
-    base_tokens: torch.Tensor  # [n, p]
-    source_tokens: torch.Tensor
-    base_logits: torch.Tensor | None = None  # [n, p, vocab]
-    source_logits: torch.Tensor | None = None
-    base_acts: dict[str, torch.Tensor] = field(default_factory=dict)
-    source_acts: dict[str, torch.Tensor] = field(default_factory=dict)
-    block_inputs: list | None = None  # per block: (args after hidden_states, kwargs), batch n
-    checked: bool = False
-    memo: dict = field(default_factory=dict)
-
-    @property
-    def n(self) -> int:
-        return int(self.base_tokens.shape[0])
-
-    @property
-    def p(self) -> int:
-        return int(self.base_tokens.shape[1])
-
-
-class _FastPathUnsupported(Exception):
-    pass
-
-
-# ------------------------------------------------------------------ helpers
-def eval_metric(metric: Metric, logits: torch.Tensor) -> float:
-    """``metric(logits)`` as a float; an InputError unless it is a scalar."""
-    t = torch.as_tensor(metric(logits))
-    if t.ndim != 0:
-        raise InputError(
-            "the metric must return a scalar for the logits of one run of the prompt batch "
-            f"[batch, pos, vocab]; it returned shape {tuple(t.shape)}",
-            details={"shape": list(t.shape)},
-        )
-    return float(t.detach().float().item())
-
-
-def entry_stage(site: Site, cell: Sequence[int]) -> int:
-    """The first block a run patched at ``cell`` must compute (``n_layers``: only the unembed)."""
-    return int(cell[0]) + 1 if site.act == "resid_post" else int(cell[0])
-
-
-def _groups(cells: Sequence[tuple[int, ...]]) -> list[tuple[int, list]]:
-    """Runs of consecutive cells with the same layer (cells come sorted by layer)."""
-    out: list[tuple[int, list]] = []
-    for c in cells:
-        if out and out[-1][0] == c[0]:
-            out[-1][1].append(c)
-        else:
-            out.append((int(c[0]), [c]))
-    return out
-
-
-def _is_kv_cache(x: Any) -> bool:
-    return type(x).__name__.endswith("Cache") and not isinstance(x, torch.Tensor)
-
-
-def _map_batch(x: Any, fn: Callable[[torch.Tensor], torch.Tensor], batch: int) -> Any:
-    """Apply ``fn`` to every tensor in ``x`` whose first axis is the batch (``batch`` rows, at
-    least 2-d); drop KV caches (each batch is a fresh forward)."""
-    if _is_kv_cache(x):
-        return None
-    if isinstance(x, torch.Tensor):
-        return fn(x) if x.ndim >= 2 and x.shape[0] == batch else x
-    if isinstance(x, tuple):
-        return tuple(_map_batch(y, fn, batch) for y in x)
-    if isinstance(x, list):
-        return [_map_batch(y, fn, batch) for y in x]
-    return x
-
-
-def _block_inputs(st: State, layer: int, rows: int) -> tuple[tuple, dict]:
-    """Block ``layer``'s captured inputs for a batch of ``rows`` = reps x n rows."""
-    key = (layer, rows)
-    if key not in st.memo:
-        assert st.block_inputs is not None
-        args, kwargs = st.block_inputs[layer]
-        reps = rows // st.n
-
-        def tile(t: torch.Tensor) -> torch.Tensor:
-            return t.repeat(reps, *([1] * (t.ndim - 1))) if reps > 1 else t
-
-        n = st.n if st.n > 1 else -1  # batch-1 tensors broadcast; leave them alone
-        kwargs = {k: _map_batch(v, tile, n) for k, v in kwargs.items()}
-        if "use_cache" in kwargs:
-            kwargs["use_cache"] = False
-        st.memo[key] = (_map_batch(args, tile, n), kwargs)
-    return st.memo[key]
-
-
-def _patch_hook(offset: int, site: Site, group: list, n: int, source: Any):
-    """A patch of rows ``offset .. offset + len(group)*n`` of a batched activation (a function
-    ``act -> patched act``; ``patch_hooks`` turns it into the site's hooks): row group ``k`` takes the source's values on cell ``group[k]``'s slice. ``source`` is a
-    ``[n, ...]`` tensor, or a ``(start, stop)`` row range of the same activation."""
-    k = len(group)
-    end = offset + k * n
-    masks: dict = {}
-
-    def patch(act: torch.Tensor) -> torch.Tensor:
-        src = act[source[0] : source[1]] if isinstance(source, tuple) else source
-        shape = act.shape[1:]
-        mask = masks.get(shape)
-        if mask is None:
-            mask = masks[shape] = cell_mask(site, group, shape).to(act.device)
-        seg = act[offset:end].reshape(k, n, *shape)
-        new = torch.where(mask[:, None], src[None].to(seg.dtype), seg).reshape(k * n, *shape)
-        if offset == 0 and end == act.shape[0]:
-            return new
-        return torch.cat([act[:offset], new, act[end:]], dim=0)
-
-    return patch
-
-
-def _record_hook(store: dict, key: str, start: int, stop: int):
-    def hook(act: torch.Tensor, hook: Any = None) -> torch.Tensor:
-        store[key] = act[start:stop].detach().clone()
-        return act
-
-    return hook
-
-
-# ------------------------------------------------------------------ the full engine
-def _run_full(
-    model: Any, site: Site, st: State, cells: list, stats: Stats, first: bool, last: bool = False
-):
-    """Logits of every run of ``cells`` through the model's own forward, batched and hooked.
-
-    With ``first``, the batch starts with the unpatched base and source prompts and their
-    logits are kept in ``st``; unless it is also the ``last`` batch, the activations later
-    batches need are kept too, and the blocks' inputs captured.
-    """
-    n, n_layers = st.n, int(model.cfg.n_layers)
-    lead = 2 * n if first else 0
-    keep = first and not last
-    hooks: list = []
-    if keep:
-        for layer in range(n_layers):
-            name = act_name("resid_pre", layer)
-            hooks.append((name, _record_hook(st.base_acts, name, 0, n)))
-            name = act_name(site.act, layer)
-            hooks.append((name, _record_hook(st.source_acts, name, n, 2 * n)))
-            if site.act == "resid_post":
-                hooks.append((name, _record_hook(st.base_acts, name, 0, n)))
-    offset = lead
-    for layer, group in _groups(cells):
-        name = act_name(site.act, layer)
-        source = (n, 2 * n) if first else st.source_acts[name]
-        hooks.extend(patch_hooks(site, layer, _patch_hook(offset, site, group, n, source)))
-        offset += len(group) * n
-    parts = ([st.base_tokens, st.source_tokens] if first else []) + [
-        st.base_tokens.repeat(len(cells), 1)
-    ]
-    tokens = torch.cat(parts, dim=0)
-    store: list = []
-    handles: list = []
-    blocks = getattr(model, "blocks", None)
-    if keep and blocks is not None:
-        store = [None] * len(blocks)
-        for i, block in enumerate(blocks):
-
-            def pre(mod, args, kwargs, i=i):  # noqa: ANN001
-                store[i] = (tuple(args[1:]), dict(kwargs)) if args else None
-
-            handles.append(block.register_forward_pre_hook(pre, with_kwargs=True))
-    try:
-        logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
-    finally:
-        for h in handles:
-            h.remove()
-    stats.block_tokens += tokens.numel() * n_layers
-    stats.unembed_tokens += tokens.numel()
-    if first:
-        st.base_logits = logits[:n].detach().clone()
-        st.source_logits = logits[n : 2 * n].detach().clone()
-        rows = tokens.shape[0]
-        if store and all(s is not None for s in store):
-            # keep the first n rows of every batch-shaped input: the prompt batch
-            st.block_inputs = [
-                (
-                    _map_batch(a, lambda t: t[:n].clone(), rows),
-                    {k: _map_batch(v, lambda t: t[:n].clone(), rows) for k, v in kw.items()},
-                )
-                for a, kw in store
-            ]
-        return logits[lead:]
-    return logits
 
 
 # ------------------------------------------------------------------ the fast engine
-def _run_fast(model: Any, site: Site, st: State, cells: list, stats: Stats, check: bool):
-    """Final hidden states of every run of ``cells``, each starting at its patched layer (plus,
-    with ``check``, ``n`` unpatched rows from block 0 first)."""
-    n, p = st.n, st.p
-    n_layers = len(model.blocks)
-    entries: dict[int, list[torch.Tensor]] = {}
-    hooks = []
-    offset = 0
-    if check:
-        entries.setdefault(0, []).append(st.base_acts[act_name("resid_pre", 0)])
-        offset = n
-    for layer, group in _groups(cells):
-        name = act_name(site.act, layer)
-        if site.act in ("resid_pre", "resid_post"):
-            base, src = st.base_acts[name], st.source_acts[name]
-            mask = cell_mask(site, group, src.shape[1:]).to(src.device)
-            rows = torch.where(mask[:, None], src[None], base[None]).reshape(-1, *base.shape[1:])
-        else:
-            base = st.base_acts[act_name("resid_pre", layer)]
-            rows = base.repeat(len(group), *([1] * (base.ndim - 1)))
-            src = st.source_acts[name]
-            hooks.extend(patch_hooks(site, layer, _patch_hook(offset, site, group, n, src)))
-        entries.setdefault(entry_stage(site, group[0]), []).append(rows)
-        offset += len(group) * n
-
+def _run_blocks(model: Any, st: State, entries: dict, stats: Stats, start: int, kv: Any) -> torch.Tensor:
+    """Call the blocks from the first stage in ``entries`` on, adding each stage's entering rows
+    (``[rows, p - start, d_model]``) to the batch; with ``kv``, attention gets its prefix."""
     hidden: torch.Tensor | None = None
-    with model.hooks(fwd_hooks=hooks):
+    n_layers = len(model.blocks)
+    with ps.injected(model, kv) if kv is not None else nullcontext():
         for stage in range(min(entries), n_layers + 1):
             if stage in entries:
                 hidden = torch.cat(([hidden] if hidden is not None else []) + entries[stage])
             if stage == n_layers:
                 break
             assert hidden is not None
-            args, kwargs = _block_inputs(st, stage, hidden.shape[0])
+            args, kwargs = _block_inputs(st, stage, hidden.shape[0], start)
+            if kv is not None:
+                kv.layer = stage
             out = model.blocks[stage](hidden, *args, **kwargs)
             hidden = out[0] if isinstance(out, (tuple, list)) else out
-            stats.block_tokens += hidden.shape[0] * p
+            stats.block_tokens += hidden.shape[0] * (st.p - start)
     assert hidden is not None
     return hidden
 
 
-def _unembed(model: Any, hidden: torch.Tensor) -> torch.Tensor:
-    return model.unembed(model.ln_final(hidden))
+def _run_fast(
+    model: Any, site: Site, st: State, cells: list, stats: Stats, start: int, check: bool
+) -> torch.Tensor:
+    """Final hidden states ``[rows, p - start, d_model]`` of every run of ``cells`` (sorted by
+    stage), each starting at its patched layer and at position ``start`` (plus, with ``check``,
+    ``n`` unpatched rows from block 0 first)."""
+    n = st.n
+    entries: dict[int, list[torch.Tensor]] = {}
+    hooks = []
+    offset = 0
+    if check:
+        entries.setdefault(0, []).append(st.base_acts[act_name("resid_pre", 0)][:, start:])
+        offset = n
+    for layer, group in groups(cells):
+        name = act_name(site.act, layer)
+        shifted = [shift_cell(site, c, start) for c in group]
+        if site.act in ("resid_pre", "resid_post"):
+            base, src = st.base_acts[name][:, start:], st.source_acts[name][:, start:]
+            mask = cell_mask(site, shifted, src.shape[1:]).to(src.device)
+            rows = torch.where(mask[:, None], src[None], base[None]).reshape(-1, *base.shape[1:])
+        else:
+            base = st.base_acts[act_name("resid_pre", layer)][:, start:]
+            rows = base.repeat(len(group), *([1] * (base.ndim - 1)))
+            src = slice_act(site, st.source_acts[name], start)
+            hooks.extend(patch_hooks(site, layer, _patch_hook(offset, site, shifted, n, src)))
+        entries.setdefault(entry_stage(site, group[0]), []).append(rows)
+        offset += len(group) * n
+    kv = None
+    if start > 0:
+        assert st.prefix is not None
+        kv, kv.start, kv.record = st.prefix, start, False
+    with model.hooks(fwd_hooks=hooks):
+        return _run_blocks(model, st, entries, stats, start, kv)
 
 
-def metric_positions(metric: Metric, p: int) -> list[int] | None:
-    """The positions a metric declares it reads (``metric.positions``, see ``metrics``), as
-    indices in ``range(p)``; None for every position (undeclared, all of them, or out of range)."""
-    declared = getattr(metric, "positions", None)
-    if declared is None:
-        return None
-    try:
-        wanted = {int(q) for q in declared}
-    except (TypeError, ValueError):
-        return None
-    if not wanted or any(not -p <= q < p for q in wanted):
-        return None
-    out = sorted({q % p for q in wanted})
-    return None if len(out) == p else out
+def _prepare(model: Any, st: State, stats: Stats, want_positions: bool) -> str:
+    """The self-check before the first block-by-block batch: the base prompts run block by block
+    from block 0 must reproduce the model's logits. With ``want_positions`` it runs with a
+    recording :class:`~._position_start.PrefixKV` (kept in ``st.prefix`` when every layer handed
+    over its keys and values). Returns why position-start runs are off ("" when on, or when not
+    wanted); raises ``_FastPathUnsupported`` when block-by-block runs do not work at all."""
+    n_layers = len(model.blocks)
+    reason = ps.supported(model) if want_positions else ""
+    tries = [True, False] if want_positions and not reason else [False]
+    entry = {0: [st.base_acts[act_name("resid_pre", 0)]]}
+    assert st.base_logits is not None
+    err = ""
+    for use in tries:
+        kv = ps.PrefixKV(st.n) if use else None
+        try:
+            hidden = _run_blocks(model, st, entry, stats, 0, kv)
+            err = _check_rows(_unembed(model, hidden), st.base_logits)
+        except _ERRORS as e:
+            err = f"{type(e).__name__}: {e}"
+        if err and use:
+            reason = f"block-by-block with the recorded keys/values failed ({err})"
+            continue
+        if err:
+            raise _FastPathUnsupported(err)
+        st.checked = True
+        if kv is not None:
+            if kv.complete(n_layers):
+                st.prefix = kv
+            else:
+                reason = "the attention did not pass its keys/values to past_key_values"
+        return reason
+    raise _FastPathUnsupported(err)  # pragma: no cover - the loop returns or raises
 
 
-def _unembed_at(model: Any, hidden: torch.Tensor, positions: list[int] | None) -> torch.Tensor:
-    """Logits ``[rows, p, vocab]`` computed only at ``positions`` (NaN elsewhere), or everywhere."""
-    if positions is None:
-        return _unembed(model, hidden)
-    part = _unembed(model, hidden[:, positions])
-    out = part.new_full((hidden.shape[0], hidden.shape[1], part.shape[-1]), float("nan"))
-    out[:, positions] = part
-    return out
-
-
-def _check_rows(logits: torch.Tensor, expected: torch.Tensor) -> str:
-    err = (logits - expected).abs().max().item()
-    scale = 1.0 + expected.abs().max().item()
-    if not err <= 1e-3 * scale:
-        return f"block-by-block logits differ from the model's forward by {err:.3g}"
-    return ""
-
-
-def _runs_per_batch(model: Any, st: State, engine: str, batch_size: int | None) -> int:
-    if batch_size is not None:
-        return max(1, int(batch_size))
-    cfg = model.cfg
+def _score(model: Any, st: State, metric: Metric, hidden: torch.Tensor, start: int,
+           positions: list[int] | None, stats: Stats) -> list[float]:
+    """The metric of each run in ``hidden`` (``[runs x n, p - start, d_model]``), unembedded in
+    slices at the metric's positions ``>= start`` (the base run's logits before ``start``)."""
     n, p = st.n, st.p
-    d_mlp = int(getattr(cfg, "d_mlp", None) or 4 * cfg.d_model)
-    per_row = p * (8 * int(cfg.d_model) + 3 * d_mlp + 4 * int(cfg.n_heads) * p)
-    if engine == "full":
-        per_row += p * int(cfg.d_vocab)
-    by_memory = MAX_ACT_ELEMENTS // max(1, per_row * n)
-    by_speed = max(1, TARGET_BATCH_TOKENS // (n * p))
-    return max(1, min(by_memory, by_speed))
-
-
-_BLOCK_FLOPS: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
-
-
-def _block_flops(model: Any) -> float:
-    """FLOPs per token of one block (2 x its parameters), cached per model."""
-    try:
-        return _BLOCK_FLOPS[model]
-    except (KeyError, TypeError):
-        pass
-    blocks = getattr(model, "blocks", None)
-    flops = 2.0 * sum(p.numel() for p in blocks[0].parameters()) if blocks else 0.0
-    try:
-        _BLOCK_FLOPS[model] = flops
-    except TypeError:  # pragma: no cover - not weak-referenceable
-        pass
-    return flops
-
-
-def _first_batch_size(model: Any, site: Site, st: State, want: int, order: list) -> int:
-    """How many of the (stage-sorted) cells the first batch takes.
-
-    The first batch runs full forwards, so a cell patched at layer ``L`` there recomputes ``L``
-    blocks a later batch would skip. It takes cells while that waste stays below what one more
-    batch costs in per-call overhead (one bridge block call ~ ``BLOCK_CALL_FLOPS``): on the toy
-    model that is every cell (one forward in all), on SmolLM2 the first few layers. The count is
-    nudged so the batch's row count is not also another axis length (captured block inputs are
-    told apart from other tensors by their first axis)."""
-    cfg = model.cfg
-    per_token_layer = _block_flops(model)
-    budget = BLOCK_CALL_FLOPS * int(cfg.n_layers)
-    waste, k = 0.0, 0
-    for cell in order[: max(1, want)]:
-        waste += entry_stage(site, cell) * st.n * st.p * per_token_layer
-        if k > 0 and waste > budget:
-            break
-        k += 1
-    taken = {st.p, int(cfg.d_model), int(cfg.n_heads), int(cfg.d_head), int(cfg.n_ctx)}
-    while k > 1 and (k + 2) * st.n in taken:
-        k -= 1
-    return k
+    assert st.base_logits is not None
+    after = None if positions is None else [q - start for q in positions if q >= start]
+    per_slice = max(1, MAX_LOGIT_ELEMENTS // max(1, n * p * int(model.cfg.d_vocab)))
+    out: list[float] = []
+    for s in range(0, hidden.shape[0] // n, per_slice):
+        h = hidden[s * n : (s + per_slice) * n]
+        part = _unembed(model, h if after is None else h[:, after])
+        stats.unembed_tokens += part.shape[0] * part.shape[1]
+        logits = ps.merge_logits(part, st.base_logits, start, positions, n)
+        out.extend(eval_metric(metric, logits[j * n : (j + 1) * n]) for j in range(h.shape[0] // n))
+    return out
 
 
 # ------------------------------------------------------------------ the sweep
@@ -425,78 +210,106 @@ def sweep(
     t0 = time.perf_counter()
     stats = Stats(engine="full" if engine == "full" else "fast")
     n, p = st.n, st.p
+    n_layers = int(model.cfg.n_layers)
     total = progress_total if progress_total is not None else len(cells)
     if stats.engine == "fast" and not all(
         hasattr(model, a) for a in ("blocks", "ln_final", "unembed")
     ):
         stats.engine = "full"
         stats.fallback_reason = "the model has no blocks / ln_final / unembed"
-    order = sorted(cells, key=lambda c: entry_stage(site, c))
+    # by-position cells start at their position once the first position-start batch checks out
+    by_pos = stats.engine == "fast" and any(first_position(site, c) for c in cells)
+
+    def start_of(c: tuple[int, ...]) -> int:
+        return first_position(site, c) if by_pos else 0
+
+    def waste(c: tuple[int, ...]) -> int:  # block-positions a full forward adds per prompt
+        stage = entry_stage(site, c)
+        return stage * p + start_of(c) * (n_layers - stage)
+
+    order = sorted(cells, key=waste)
     positions = metric_positions(metric, p)
-    first = True
     cancelled = False
-    i = count = 0
+    count = 0
+    rest: list = []
     if progress is not None:
         progress(progress_offset, total)
-    while first or i < len(order):
+
+    def finish(chunk: list, scores: Sequence[float]) -> None:
+        nonlocal count
+        for cell, v in zip(chunk, scores):
+            values[cell] = v
+            done[cell] = True
+        stats.batches += 1
+        stats.runs += len(chunk)
+        count += len(chunk)
+        if progress is not None:
+            progress(progress_offset + count, total)
+
+    def score_full(logits: torch.Tensor, k: int) -> list[float]:
+        return [eval_metric(metric, logits[j * n : (j + 1) * n]) for j in range(k)]
+
+    if cancel is not None and cancel():
+        cancelled = True
+    else:
+        with torch.no_grad():
+            want = runs_per_batch(model, n, p, "full", batch_size)
+            k = first_batch_size(model, n, p, want, order, waste) if stats.engine == "fast" else want
+            chunk, rest = order[:k], order[k:]
+            logits = _run_full(model, site, st, chunk, stats, first=True, last=not rest)
+            finish(chunk, score_full(logits, len(chunk)))
+            del logits
+            if rest and stats.engine == "fast":
+                try:
+                    if st.block_inputs is None:
+                        raise _FastPathUnsupported("the blocks' inputs could not be captured")
+                    reason = _prepare(model, st, stats, by_pos)
+                except _ERRORS as err:
+                    stats.engine = "full"
+                    stats.fallback_reason = f"{type(err).__name__}: {err}"
+                else:
+                    if by_pos and st.prefix is None:
+                        by_pos = False
+                        stats.position_fallback_reason = reason
+            rest.sort(key=lambda c: (start_of(c), entry_stage(site, c)))
+    i = 0
+    while not cancelled and i < len(rest):
         if cancel is not None and cancel():
             cancelled = True
             break
         with torch.no_grad():
-            if first:
-                want = _runs_per_batch(model, st, "full", batch_size)
-                if stats.engine == "fast":
-                    chunk = order[: _first_batch_size(model, site, st, want, order)]
-                else:
-                    chunk = order[:want]
-                last = len(chunk) == len(order)
-                logits = _run_full(model, site, st, chunk, stats, first=True, last=last)
-                first = False
-                if not last and st.block_inputs is None and stats.engine == "fast":
-                    stats.engine = "full"
-                    stats.fallback_reason = "the blocks' inputs could not be captured"
-                for j, cell in enumerate(chunk):
-                    values[cell] = eval_metric(metric, logits[j * n : (j + 1) * n])
-                    done[cell] = True
+            if stats.engine == "full":
+                chunk = rest[i : i + runs_per_batch(model, n, p, "full", batch_size)]
+                logits = _run_full(model, site, st, chunk, stats, first=False)
+                finish(chunk, score_full(logits, len(chunk)))
                 del logits
-            else:
-                chunk = order[i : i + _runs_per_batch(model, st, stats.engine, batch_size)]
-                if stats.engine == "fast":
-                    try:
-                        hidden = _run_fast(model, site, st, chunk, stats, not st.checked)
-                        if not st.checked:
-                            assert st.base_logits is not None
-                            reason = _check_rows(_unembed(model, hidden[:n]), st.base_logits)
-                            if reason:
-                                raise _FastPathUnsupported(reason)
-                            hidden = hidden[n:]
-                            st.checked = True
-                    except (_FastPathUnsupported, RuntimeError, TypeError, ValueError) as err:
-                        if st.checked:
-                            raise
-                        stats.engine = "full"
-                        stats.fallback_reason = f"{type(err).__name__}: {err}"
-                        continue  # redo this chunk with full forwards
-                    per_slice = max(1, MAX_LOGIT_ELEMENTS // max(1, n * p * int(model.cfg.d_vocab)))
-                    for s in range(0, len(chunk), per_slice):
-                        logits = _unembed_at(model, hidden[s * n : (s + per_slice) * n], positions)
-                        stats.unembed_tokens += logits.shape[0] * (len(positions) if positions else p)
-                        for j in range(logits.shape[0] // n):
-                            cell = chunk[s + j]
-                            values[cell] = eval_metric(metric, logits[j * n : (j + 1) * n])
-                            done[cell] = True
-                else:
-                    logits = _run_full(model, site, st, chunk, stats, first=False)
-                    for j, cell in enumerate(chunk):
-                        values[cell] = eval_metric(metric, logits[j * n : (j + 1) * n])
-                        done[cell] = True
-                    del logits
-        stats.batches += 1
-        stats.runs += len(chunk)
-        count += len(chunk)
-        i += len(chunk)
-        if progress is not None:
-            progress(progress_offset + count, total)
+                i += len(chunk)
+                continue
+            chunk, start = next_chunk(model, site, n, p, rest, i, start_of, batch_size)
+            chunk = sorted(chunk, key=lambda c: entry_stage(site, c))
+            check = start > 0 and not st.short_checked
+            try:
+                hidden = _run_fast(model, site, st, chunk, stats, start, check)
+                if check:
+                    assert st.base_logits is not None
+                    reason = _check_rows(_unembed(model, hidden[:n]), st.base_logits[:, start:])
+                    if reason:
+                        raise _FastPathUnsupported(reason)
+                    hidden = hidden[n:]
+                    st.short_checked = True
+            except _ERRORS as err:
+                if not check:
+                    raise
+                # position start does not reproduce the model here: every cell from position 0
+                by_pos = False
+                stats.position_fallback_reason = f"{type(err).__name__}: {err}"
+                rest[i:] = sorted(rest[i:], key=lambda c: entry_stage(site, c))
+                continue
+            scores = _score(model, st, metric, hidden, start, positions, stats)
+            del hidden
+            stats.position_batches += start > 0
+            finish(chunk, scores)
+            i += len(chunk)
     if stats.engine == "fast" and not st.checked:
         stats.engine = "full"  # every run was in the first batch: full forwards only
     stats.seconds = time.perf_counter() - t0

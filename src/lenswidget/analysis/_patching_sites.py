@@ -270,6 +270,33 @@ def grad_hook(site: Site, layer: int) -> str:
     return act_name("attn_out" if site.act == "resid_mid" else site.act, layer)
 
 
+def first_position(site: Site, cell: Sequence[int]) -> int:
+    """The first token position a patch at ``cell`` can change: its ``pos`` / ``dest_pos`` index
+    (causal attention: positions before it read nothing patched), else 0 (all-position sites)."""
+    for axis in ("pos", "dest_pos"):
+        if axis in site.dims:
+            return int(cell[site.dims.index(axis)])
+    return 0
+
+
+def shift_cell(site: Site, cell: Sequence[int], start: int) -> tuple[int, ...]:
+    """``cell`` in a run that computes only positions ``start..``: its ``pos`` / ``dest_pos``
+    index minus ``start`` (``src_pos`` stays: keys of every position are still attended to)."""
+    return tuple(
+        int(i) - start if d in ("pos", "dest_pos") else int(i) for d, i in zip(site.dims, cell)
+    )
+
+
+def slice_act(site: Site, act: torch.Tensor, start: int) -> torch.Tensor:
+    """A batch-first activation of ``site.act`` cut to the query positions ``start..``:
+    ``[batch, pos, ...]`` -> ``[batch, pos - start, ...]``, a pattern ``[batch, head, dest, src]``
+    -> ``[batch, head, dest - start, src]``."""
+    if start == 0:
+        return act
+    axis = 1 + next(i for i, a in enumerate(_ACT_AXES[site.act]) if a in ("pos", "dest_pos"))
+    return act.narrow(axis, start, act.shape[axis] - start)
+
+
 def cell_mask(site: Site, cells: Sequence[Sequence[int]], act_shape: Sequence[int]) -> torch.Tensor:
     """``[len(cells), *act_shape]`` bool: True where each cell's patch replaces the activation."""
     mask = torch.zeros((len(cells), *act_shape), dtype=torch.bool)

@@ -1,0 +1,139 @@
+"""Batch planning for the patching engine (``_patching_engine``): which cells share a batch.
+
+A cell's run costs the blocks from its entry stage on (:func:`entry_stage`: a patch at layer
+``L`` cannot change blocks before ``L``) and, on a by-position site run position-start, only the
+positions from its first patched position on (``_patching_sites.first_position``). Batches trade
+that minimal work against the per-call overhead of one more batch: one call of a block through
+the bridge costs about ``BLOCK_CALL_FLOPS`` of dense compute, so a batch may take cells that
+recompute a little more than they need (a full forward in the first batch; a few earlier
+positions in a position-start batch) while that extra work stays below one batch's overhead.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Callable, Sequence
+
+from ._patching_sites import Site
+
+# Memory cap in float elements for the activations of one batch (~256 MB in float32).
+MAX_ACT_ELEMENTS = 1 << 26
+# How many tokens one batch aims at: enough rows for dense matmuls, few enough that progress and
+# cancel are polled every second or two on SmolLM2 on 2 CPU cores.
+TARGET_BATCH_TOKENS = 3072
+# What one call of a block costs in Python overhead through the bridge, in FLOPs of dense
+# compute on this class of CPU (~1-2 ms): weighs recomputation against one more batch.
+BLOCK_CALL_FLOPS = 2e8
+
+Cell = tuple[int, ...]
+
+
+def entry_stage(site: Site, cell: Sequence[int]) -> int:
+    """The first block a run patched at ``cell`` must compute (``n_layers``: only the unembed)."""
+    return int(cell[0]) + 1 if site.act == "resid_post" else int(cell[0])
+
+
+def groups(cells: Sequence[Cell]) -> list[tuple[int, list]]:
+    """Runs of consecutive cells with the same layer (cells come sorted by layer)."""
+    out: list[tuple[int, list]] = []
+    for c in cells:
+        if out and out[-1][0] == c[0]:
+            out[-1][1].append(c)
+        else:
+            out.append((int(c[0]), [c]))
+    return out
+
+
+_BLOCK_FLOPS: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
+
+
+def block_flops(model: Any) -> float:
+    """FLOPs per token of one block (2 x its parameters), cached per model."""
+    try:
+        return _BLOCK_FLOPS[model]
+    except (KeyError, TypeError):
+        pass
+    blocks = getattr(model, "blocks", None)
+    flops = 2.0 * sum(p.numel() for p in blocks[0].parameters()) if blocks else 0.0
+    try:
+        _BLOCK_FLOPS[model] = flops
+    except TypeError:  # pragma: no cover - not weak-referenceable
+        pass
+    return flops
+
+
+def runs_per_batch(
+    model: Any, n: int, p: int, engine: str, batch_size: int | None, length: int | None = None
+) -> int:
+    """Patched runs (of ``n`` prompts) per batch: ``batch_size`` when given, else as many as keep
+    a batch near ``TARGET_BATCH_TOKENS`` and under the memory cap. ``length``: the positions each
+    run computes (``p`` unless position-start)."""
+    if batch_size is not None:
+        return max(1, int(batch_size))
+    cfg = model.cfg
+    q = p if length is None else max(1, length)
+    d_mlp = int(getattr(cfg, "d_mlp", None) or 4 * cfg.d_model)
+    per_row = q * (8 * int(cfg.d_model) + 3 * d_mlp + 4 * int(cfg.n_heads) * p)
+    if engine == "full":
+        per_row += q * int(cfg.d_vocab)
+    by_memory = MAX_ACT_ELEMENTS // max(1, per_row * n)
+    by_speed = max(1, TARGET_BATCH_TOKENS // (n * q))
+    return max(1, min(by_memory, by_speed))
+
+
+def first_batch_size(
+    model: Any, n: int, p: int, want: int, order: Sequence[Cell], waste: Callable[[Cell], int]
+) -> int:
+    """How many of the cells (``order``: sorted by ``waste``) the first batch takes.
+
+    The first batch runs full forwards, so a cell there recomputes ``waste(cell)`` block-position
+    pairs per prompt that a later batch would skip. It takes cells while that waste stays below
+    what one more batch costs in per-call overhead: on the toy model that is every cell (one
+    forward in all), on SmolLM2 the first few. The count is nudged so the batch's row count is
+    not also another axis length (captured block inputs are told apart from other tensors by
+    their first axis)."""
+    cfg = model.cfg
+    per_token_layer = block_flops(model)
+    budget = BLOCK_CALL_FLOPS * int(cfg.n_layers)
+    total, k = 0.0, 0
+    for cell in order[: max(1, want)]:
+        total += waste(cell) * n * per_token_layer
+        if k > 0 and total > budget:
+            break
+        k += 1
+    taken = {p, int(cfg.d_model), int(cfg.n_heads), int(cfg.d_head), int(cfg.n_ctx)}
+    while k > 1 and (k + 2) * n in taken:
+        k -= 1
+    return k
+
+
+def next_chunk(
+    model: Any,
+    site: Site,
+    n: int,
+    p: int,
+    order: Sequence[Cell],
+    i: int,
+    start_of: Callable[[Cell], int],
+    batch_size: int | None,
+) -> tuple[list[Cell], int]:
+    """The cells of the next fast batch, from ``order[i]`` on (sorted by ``(start, stage)``), and
+    the position the batch starts at (the first cell's ``start_of``).
+
+    Cells starting later than the batch join it while they fit (``runs_per_batch`` at the
+    batch's length) and the positions they recompute stay below one batch's overhead."""
+    s0 = start_of(order[i])
+    cap = runs_per_batch(model, n, p, "fast", batch_size, length=p - s0)
+    n_layers = int(model.cfg.n_layers)
+    budget = BLOCK_CALL_FLOPS * n_layers
+    per_token_layer = block_flops(model)
+    chunk = [order[i]]
+    extra = 0.0
+    for cell in order[i + 1 :]:
+        if len(chunk) >= cap:
+            break
+        extra += (start_of(cell) - s0) * n * (n_layers - entry_stage(site, cell)) * per_token_layer
+        if extra > budget:
+            break
+        chunk.append(cell)
+    return chunk, s0

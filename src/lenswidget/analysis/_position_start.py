@@ -1,0 +1,214 @@
+"""Position-start runs for the patching engine: a run patched at position ``p`` computes only
+positions ``p`` and later.
+
+Attention is causal, so a patch at position ``p`` (a ``pos`` / ``dest_pos`` cell) cannot change
+anything at positions ``< p``: there every activation, and so every key and value, is the base
+run's. A position-start run therefore feeds the blocks only the rows ``p..`` of the residual
+stream (``[rows, n_pos - p, d_model]``) and lets each attention layer attend to the base run's
+keys and values for positions ``< p`` followed by its own for ``p..``. What the blocks need for
+that:
+
+* **Keys and values of the base run** (:class:`PrefixKV`), recorded once per layer in the
+  engine's self-check pass (the unpatched prompt batch run block by block), exactly as the
+  attention hands them to a KV cache: after the rotary embedding, ``[n, kv_heads, n_pos, d_head]``.
+  They reach the attention through the ``past_key_values`` argument that TransformerLens's
+  reimplemented attention bridges (``_update_kv_cache``: Llama/SmolLM2, GPT-2, ...) and Hugging
+  Face's attention modules read: ``update(k, v, layer)`` returns the prefix followed by ``k, v``.
+  TransformerLens's ``NativeAttention`` (the toy model) takes no cache; for it
+  :func:`_native_forward` is its own forward with the prefix added (the same projections,
+  rotary, grouped-query repeat, soft-cap and softmax; ``pattern_fn`` is still the bridge's
+  ``hook_pattern``), installed only while a position-start batch runs.
+* **Positional inputs for positions ``p..``** (:func:`cut_inputs`): the captured block inputs with
+  a sequence axis (rotary ``position_embeddings`` / ``position_ids``, ``cache_position``) cut to
+  ``p..``, a ``[.., n_pos, n_pos]`` mask cut to its query rows ``p..`` (all key columns kept).
+
+Every activation a patch hook sees is then cut the same way (``_patching_sites.slice_act``;
+``hook_k`` / ``hook_v`` see the new positions only, ``hook_pattern`` is
+``[rows, head, n_pos - p, n_pos]``). The engine checks the whole mechanism once per sweep:
+unpatched rows started at ``p`` must reproduce the base logits at ``p..``, else it runs those
+cells from position 0.
+"""
+
+from __future__ import annotations
+
+import types
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import torch
+
+
+class PrefixKV:
+    """The base run's keys and values per layer, handed to attention as a cache.
+
+    ``record`` mode (the self-check pass, ``n`` rows at full length): ``update`` keeps ``k, v``
+    (``[n, kv_heads, n_pos, d_head]``) for the current ``layer`` and returns them unchanged.
+    Prefix mode (``start > 0``): ``update`` returns the recorded positions ``< start``, tiled to
+    the batch's rows, followed by ``k, v`` along the position axis. The engine sets ``layer``
+    before each block call (so the layer index the attention passes is not relied on).
+    """
+
+    def __init__(self, n: int):
+        self.n = n
+        self.keys: dict[int, torch.Tensor] = {}
+        self.values: dict[int, torch.Tensor] = {}
+        self.layer = 0
+        self.start = 0
+        self.record = True
+        self._tiled: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def complete(self, n_layers: int) -> bool:
+        return all(layer in self.keys for layer in range(n_layers))
+
+    def _prefix(self, layer: int, start: int, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (layer, start, rows)
+        if key not in self._tiled:
+            reps = rows // self.n
+            k = self.keys[layer][:, :, :start]
+            v = self.values[layer][:, :, :start]
+            self._tiled[key] = (k.repeat(reps, 1, 1, 1), v.repeat(reps, 1, 1, 1))
+        return self._tiled[key]
+
+    def update(self, k: torch.Tensor, v: torch.Tensor, *args: Any, **kwargs: Any):
+        if self.record:
+            self.keys[self.layer] = k[: self.n].detach()
+            self.values[self.layer] = v[: self.n].detach()
+            return k, v
+        if self.start == 0:
+            return k, v
+        pk, pv = self._prefix(self.layer, self.start, int(k.shape[0]))
+        return torch.cat([pk.to(k.dtype), k], dim=-2), torch.cat([pv.to(v.dtype), v], dim=-2)
+
+    # what Hugging Face code may ask a cache; a prefix is all this one holds
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return 0 if self.record else self.start
+
+
+def _native_forward(self: Any, hidden_states: torch.Tensor, attention_mask: Any = None,
+                    position_ids: Any = None, pattern_fn: Any = None,
+                    past_key_values: Any = None, **kwargs: Any):
+    """``NativeAttention.forward`` with ``past_key_values`` (a :class:`PrefixKV`): queries for the
+    given rows, keys/values for the prefix and the given rows, the causal mask's rows
+    ``prefix..`` (see the module docstring)."""
+    from transformer_lens.model_bridge.sources.native.model import apply_softcap
+
+    if attention_mask is not None:
+        raise RuntimeError("position start: NativeAttention with an attention_mask")
+    batch, seq, _ = hidden_states.shape
+    q = self.q(hidden_states).view(batch, seq, self.n_heads, self.d_head).transpose(1, 2)
+    k = self.k(hidden_states).view(batch, seq, self.n_kv_heads, self.d_head).transpose(1, 2)
+    v = self.v(hidden_states).view(batch, seq, self.n_kv_heads, self.d_head).transpose(1, 2)
+    if self.rotary is not None:
+        q, k = self.rotary.apply_rope(q, k, position_ids=position_ids)
+    if past_key_values is not None:
+        k, v = past_key_values.update(k, v)
+    kv = int(k.shape[-2])
+    if self.rotary is not None and position_ids is None and kv != seq:
+        raise RuntimeError("position start: rotary NativeAttention without position_ids")
+    if self.kv_repeats > 1:
+        k = k.repeat_interleave(self.kv_repeats, dim=1)
+        v = v.repeat_interleave(self.kv_repeats, dim=1)
+    scores = torch.matmul(q, k.transpose(-2, -1)) / self.scale
+    scores = apply_softcap(scores, self.attn_scores_soft_cap)
+    if self.causal:
+        mask = self.causal_mask[kv - seq : kv, :kv]
+    else:
+        mask = torch.zeros(seq, kv, dtype=torch.bool, device=scores.device)
+    scores = scores.masked_fill(mask, float("-inf"))
+    pattern = torch.softmax(scores, dim=-1).masked_fill(mask, 0.0)
+    if pattern_fn is not None:
+        pattern = pattern_fn(pattern)
+    attn = torch.matmul(pattern, v).transpose(1, 2).contiguous().view(batch, seq, -1)
+    return self.o(attn), pattern
+
+
+def supported(model: Any) -> str:
+    """Why position-start runs cannot be tried on ``model`` ("" when they can)."""
+    blocks = getattr(model, "blocks", None)
+    if blocks is None or any(getattr(b, "attn", None) is None for b in blocks):
+        return "the blocks have no attn component"
+    if getattr(model.cfg, "positional_embedding_type", "") == "alibi":
+        return "ALiBi attention (position biases are not cut to the query rows)"
+    return ""
+
+
+@contextmanager
+def injected(model: Any, kv: PrefixKV) -> Iterator[None]:
+    """While active, every block's attention gets ``past_key_values=kv`` (a forward pre-hook on
+    ``block.attn``) and a ``NativeAttention`` runs :func:`_native_forward`."""
+    handles = []
+    natives = []
+
+    def add_cache(module: Any, args: tuple, kwargs: dict):
+        return args, {**kwargs, "past_key_values": kv}
+
+    try:
+        for block in model.blocks:
+            handles.append(block.attn.register_forward_pre_hook(add_cache, with_kwargs=True))
+            inner = getattr(block.attn, "original_component", None)
+            if type(inner).__name__ == "NativeAttention":
+                inner.forward = types.MethodType(_native_forward, inner)
+                natives.append(inner)
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        for inner in natives:
+            del inner.forward  # back to the class's forward
+
+
+def _map_tensors(x: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    if isinstance(x, torch.Tensor):
+        return fn(x)
+    if isinstance(x, tuple):
+        return tuple(_map_tensors(y, fn) for y in x)
+    if isinstance(x, list):
+        return [_map_tensors(y, fn) for y in x]
+    return x
+
+
+def cut_inputs(args: tuple, kwargs: dict, n_pos: int, start: int) -> tuple[tuple, dict]:
+    """A block's captured inputs for the query positions ``start..`` (see the module docstring):
+    ``[.., n_pos, n_pos]`` masks keep rows ``start..`` and every key column; tensors whose second
+    axis (``[batch, pos, ...]``: position ids, rotary cos/sin) or only axis (``cache_position``)
+    is the position axis keep ``start..``."""
+    if start == 0:
+        return args, kwargs
+
+    def cut(t: torch.Tensor) -> torch.Tensor:
+        if t.ndim == 4 and t.shape[-2] == n_pos and t.shape[-1] == n_pos:
+            return t[..., start:, :]
+        if t.ndim >= 2 and t.shape[1] == n_pos:
+            return t[:, start:]
+        if t.ndim == 1 and t.shape[0] == n_pos and not t.is_floating_point():
+            return t[start:]
+        return t
+
+    return _map_tensors(args, cut), {k: _map_tensors(v, cut) for k, v in kwargs.items()}
+
+
+def merge_logits(part: torch.Tensor, base_logits: torch.Tensor, start: int,
+                 positions: list[int] | None, n: int) -> torch.Tensor:
+    """Logits ``[rows, n_pos, vocab]`` of runs that computed positions ``start..`` only.
+
+    ``part`` holds the computed logits: ``[rows, n_pos - start, vocab]`` (``positions`` None) or
+    ``[rows, len(positions ≥ start), vocab]`` at the declared positions from ``start`` on.
+    Positions before ``start`` are the base run's logits (``base_logits`` ``[n, n_pos, vocab]``,
+    tiled over the ``rows // n`` runs): a patch there cannot change them. Undeclared positions
+    are NaN, as in ``_patching_engine._unembed_at``."""
+    if start == 0 and positions is None:
+        return part
+    rows, p = int(part.shape[0]), int(base_logits.shape[1])
+    reps = rows // n
+    out = part.new_full((rows, p, part.shape[-1]), float("nan"))
+    if positions is None:
+        out[:, :start] = base_logits[:, :start].repeat(reps, 1, 1)
+        out[:, start:] = part
+        return out
+    before = [q for q in positions if q < start]
+    after = [q for q in positions if q >= start]
+    if before:
+        out[:, before] = base_logits[:, before].repeat(reps, 1, 1)
+    if after:
+        out[:, after] = part
+    return out
