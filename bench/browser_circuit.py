@@ -105,8 +105,13 @@ def main() -> None:
         info = lab.python_json("[fact.n_edges, fact.edges['n'], len(smol.tokenize(%r)[0])]" % CLEAN)
         # edges drawn at size 40, strongest first (as Python holds them)
         drawn = lab.python_json("fact.current['edges']")
+        # the kernel's own time per click (the rest is transport, trait sync and drawing)
+        lab.python("_kernel_ms = []\n_orig = fact._req_patch_edge\n"
+                   "def _timed(edge):\n    t0 = time.perf_counter(); r = _orig(edge); _kernel_ms.append((time.perf_counter() - t0) * 1000); return r\n"
+                   "fact._req_patch_edge = _timed")
         clicks = [page.evaluate(EDGE_CLICK, [1, label]) for label in drawn[:6]]
         last_label, last_value = drawn[5], clicks[-1][1]
+        kernel_ms = lab.python_json("_kernel_ms")
         exact = lab.python_json(
             f"circuits.patch_edge(smol.model, fact.work.clean, fact.work.corrupted, fact.work.metric, {last_label!r})"
         )
@@ -139,7 +144,8 @@ def main() -> None:
         print(f"{what:62} {ms:8.1f} {target or '':>8} {ok}")
     print(f"drawn exact value of {last_label}: {last_value:.6f}; patch_edge in the kernel: {exact:.6f} "
           f"({'equal' if abs(last_value - exact) < 1e-4 else 'DIFFERENT'}); edges drawn at 200: view {int(sizes[0][2])}, Python {drawn_200}")
-    print(f"edge clicks (ms): {', '.join(f'{c:.0f} ({label})' for c, label in zip(click_ms, drawn))}")
+    print("edge clicks, ms drawn / ms in the kernel's handler: "
+          + ", ".join(f"{c:.0f} / {k:.0f} ({label})" for c, k, label in zip(click_ms, kernel_ms, drawn)))
     print(f"click / TL forward: {med(click_ms) / tl_ms:.1f}x (an exact edge patch is one patched forward from the edge's layer)")
 
 

@@ -89,6 +89,7 @@ class CircuitWork:
         self.curve: Any = None
         self._order: torch.Tensor | None = None
         self._metrics: dict[tuple, float] = {}
+        self._patches: dict[str, float] = {}  # one edge patched: the same whatever the method
         self._dla: Any = None
 
     @property
@@ -109,6 +110,8 @@ class CircuitWork:
         self.method, self.steps, self.scores, self.curve = method, steps, scores, curve
         self._order = scores.order().cpu()  # the order faithfulness_curve takes its top edges in
         self._metrics = {}
+        if self.n_edges:  # the strongest edge's patch, the likeliest first click (and a warm-up of
+            self._patch_value(self.labels[int(self._order[0])])  # the one-row patched run: 4x faster after)
 
     def rescored(self, method: str, steps: int, progress: ProgressFn | None, cancel: Callable[[], bool]) -> "CircuitWork":
         """A copy of this input scored with ``method``/``steps`` (this one is left as it is)."""
@@ -186,6 +189,11 @@ class CircuitWork:
         mask = runs.graph.edge_mask(labels)
         return float(_edge_patching.evaluate(runs, mask[None], mode, self.metric)[0])
 
+    def _patch_value(self, label: str) -> float:
+        if label not in self._patches:
+            self._patches[label] = self._evaluate([label], "patch")
+        return self._patches[label]
+
     def _metric_of(self, labels: list[str]) -> float:
         key = tuple(sorted(labels))
         if key not in self._metrics:
@@ -220,7 +228,7 @@ class CircuitWork:
     def patch_edge(self, label: Any) -> dict:
         label = self.check_edge(label)
         e = self.parse(label)
-        value = self._evaluate([label], "patch")
+        value = self._patch_value(label)
         rank = int((self._order == self.index[label]).nonzero()[0, 0]) + 1
         return {"edge": label, "up": e.up, "down": e.down, "port": e.port, "targets": list(e.targets),
                 "value": value, "effect": value - self.m_empty, "estimate": self.score_of(label),
