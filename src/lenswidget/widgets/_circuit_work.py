@@ -1,8 +1,9 @@
 """The computations behind :class:`~lenswidget.widgets.circuit.CircuitGraph`, one input at a time.
 
 A :class:`CircuitWork` holds one prompt pair's edge scores and faithfulness curve and answers the
-view's questions about them (the circuit of the top ``n`` edges, one edge patched, one node) by
-calling :mod:`lenswidget.analysis.circuits`. The widget swaps a whole ``CircuitWork`` in only
+view's questions about them (the circuit of the top ``n`` edges, one edge patched, one node) with
+:mod:`lenswidget.analysis.circuits`; exact circuit metrics and edge patches are evaluated on the
+clean/corrupted runs the scoring recorded (``EdgeScores._runs``), not recorded again per click. The widget swaps a whole ``CircuitWork`` in only
 once everything for the new input or method is computed, so a failure or a cancel leaves the
 one shown intact.
 """
