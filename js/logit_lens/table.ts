@@ -9,111 +9,40 @@
 // probability ("target_prob") or its rank on a log scale ("target_rank", rank 0 strongest).
 // Cells whose top-1 token changed under an ablation get an accent corner and outline.
 //
-// For browser tests the canvas (data-testid lw-lens-table) carries its layout:
-//   data-rows, data-cols, data-cell-w, data-cell-h,
-//   data-origin-x, data-origin-y   content position of cell (0, 0)'s top-left corner
-//   data-scroll-x, data-scroll-y   the scroll offsets of the last draw
-//   data-view-w, data-view-h       the canvas (viewport) size in CSS px
-//   data-window="r0,r1,c0,c1"      the rows [r0, r1) and columns [c0, c1) drawn
-// Cell (r, p) is at canvas-relative CSS px (originX + p * cellW - scrollX, originY + r * cellH - scrollY).
+// For browser tests the canvas (data-testid lw-lens-table) carries its layout (expose.ts).
 // `canvas.lwScrollToCell(r, p)` scrolls it into view, redraws, and returns its centre in
 // canvas-relative CSS px (what Playwright's click(position=...) takes); `canvas.lwCellCenter(r, p)`
 // returns the centre without scrolling, or null when the cell is not fully visible.
 // Behind the canvas, a visually hidden table of the drawn window's cells (a11y.ts,
 // data-testid lw-lens-cells): each cell's token, id, probability and shade value as data attributes.
+//
+// This file is the view itself (DOM, scroll virtualisation, pointer and keyboard events, draw
+// scheduling, exports); its parts live beside it: layout.ts (geometry, data shape, key moves),
+// colors.ts, paint.ts (the canvas painting), tooltip.ts, legend.ts, svg.ts (the SVG export),
+// expose.ts (the test attributes), a11y.ts (the hidden cell table).
 
-import type { Rect } from "../lib/canvas";
-import { canvasToPNG, devicePixelRatioOf, exposeGrid, get2d, now, setupCanvas } from "../lib/canvas";
-import type { ColorScale, RGB } from "../lib/colors";
-import { MISSING, contrastText, gradientCss, rgbCss, sequential } from "../lib/colors";
+import { canvasToPNG, devicePixelRatioOf, get2d, now, setupCanvas } from "../lib/canvas";
 import { h, hasFocus, listen } from "../lib/dom";
-import { fmtPct } from "../lib/format";
-import { escapeXml, r2, svgDocument, svgLegend } from "../lib/svg";
 import type { Palette } from "../lib/theme";
-import { displayToken } from "../lib/tokens";
 import { placeTooltip } from "../lib/tooltip";
 import type { VGrid, VHit, VWindow, Viewport } from "../lib/virtual";
 import { cellViewRect, contentSize, hitTestView, maxScroll, scrollToShow, visibleWindow, windowCells } from "../lib/virtual";
 import { LensCellTable } from "./a11y";
-import type { LensMode, Shade, TargetStats, TopTable } from "./data";
-import { cellTop, shadeValues, top1, vocabToken } from "./data";
+import type { LensColors } from "./colors";
+import { defaultLensColors, lensCellFill, lensColors } from "./colors";
+import type { Shade } from "./data";
+import { shadeValues, top1, vocabToken } from "./data";
+import { exposeLens } from "./expose";
+import type { LensCanvas, LensData, LensTableOptions } from "./layout";
+import { CELL_H, CELL_W, EMPTY_DATA, FALLBACK_VIEW_H, FALLBACK_VIEW_W, HEADER_H, LABEL_W, defaultRowLabel, exportView, keyMove } from "./layout";
+import { lensLegend } from "./legend";
+import type { LensLook } from "./paint";
+import { paintLens } from "./paint";
+import { lensSVG } from "./svg";
+import { lensCellSummary, lensTooltip } from "./tooltip";
 
-export const CELL_W = 64;
-export const CELL_H = 20;
-export const LABEL_W = 48;
-export const HEADER_H = 34;
-/** Viewport size used before the scroll container has been laid out (e.g. not yet attached). */
-export const FALLBACK_VIEW_W = 960;
-export const FALLBACK_VIEW_H = 720;
-/** Exports draw the whole table up to this many cells, else the visible window. */
-export const FULL_EXPORT_CELLS = 4096;
-
-export const MONO = 'ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace';
-
-export interface LensData {
-  table: TopTable | null;
-  tokens: string[];
-  rowLabels: string[];
-  rowHooks: string[];
-  vocab: Record<string, string>;
-  stats: TargetStats | null;
-  target: number;
-  targetText: string;
-  mode: LensMode;
-  changed: Uint8Array | null;
-  selected: [number, number] | null;
-}
-
-export const EMPTY_DATA: LensData = {
-  table: null,
-  tokens: [],
-  rowLabels: [],
-  rowHooks: [],
-  vocab: {},
-  stats: null,
-  target: -1,
-  targetText: "",
-  mode: "top",
-  changed: null,
-  selected: null,
-};
-
-export interface LensTableOptions {
-  /** A click on cell (row, pos) (Enter on the keyboard cursor too). */
-  onSelect: (row: number, pos: number) => void;
-  /** Set a token as target: shift/alt-click on a cell (its top-1 token), or a click on a column header. */
-  onTarget: (token: string, id?: number) => void;
-}
-
-/** The methods a browser test can call on the canvas element. */
-export interface LensCanvas extends HTMLCanvasElement {
-  lwScrollToCell(row: number, pos: number): { x: number; y: number } | null;
-  lwCellCenter(row: number, pos: number): { x: number; y: number } | null;
-}
-
-/** Row label of row r ("L{r}", "final" last) when the trait has none. */
-export function defaultRowLabel(r: number, R: number): string {
-  return r === R - 1 ? "final" : `L${r}`;
-}
-
-/**
- * `text` cut to fit `maxW` (in the units `measure` returns) with an ellipsis; whole code points.
- * Returns "" when not even the ellipsis fits.
- */
-export function fitText(text: string, maxW: number, measure: (s: string) => number): string {
-  if (measure(text) <= maxW) return text;
-  const chars = [...text];
-  let lo = 0;
-  let hi = chars.length - 1;
-  if (measure("…") > maxW) return "";
-  // Largest n with measure(prefix(n) + "…") <= maxW.
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (measure(chars.slice(0, mid).join("") + "…") <= maxW) lo = mid;
-    else hi = mid - 1;
-  }
-  return chars.slice(0, lo).join("") + "…";
-}
+export type { LensCanvas, LensData, LensTableOptions } from "./layout";
+export { CELL_H, CELL_W, EMPTY_DATA, FALLBACK_VIEW_H, FALLBACK_VIEW_W, FULL_EXPORT_CELLS, HEADER_H, LABEL_W, MONO, defaultRowLabel, fitText } from "./layout";
 
 export class LensTableView {
   readonly el: HTMLElement;
@@ -127,10 +56,7 @@ export class LensTableView {
   private data: LensData = EMPTY_DATA;
   private shade: Shade = { values: new Float32Array(0), maxRank: 0, ok: true };
   private palette: Palette | null = null;
-  private scale: ColorScale = sequential("light");
-  private fillLut: string[] = [];
-  private textLut: string[] = [];
-  private missingCss = rgbCss(MISSING.light);
+  private colors: LensColors = defaultLensColors();
   private hover: VHit | null = null;
   /** Keyboard cursor (row, pos), or null. */
   private cursor: [number, number] | null = null;
@@ -279,26 +205,14 @@ export class LensTableView {
 
   setPalette(p: Palette): void {
     this.palette = p;
-    this.scale = sequential(p.theme, [0, 1], "blues");
-    this.fillLut = [];
-    this.textLut = [];
-    for (let i = 0; i < 256; i++) {
-      const rgb: RGB = [this.scale.lut[i * 4], this.scale.lut[i * 4 + 1], this.scale.lut[i * 4 + 2]];
-      this.fillLut.push(rgbCss(rgb));
-      this.textLut.push(contrastText(rgb));
-    }
-    this.missingCss = rgbCss(MISSING[p.theme]);
+    this.colors = lensColors(p);
     this.renderLegend();
   }
 
   /** The colour of the value a cell is shaded by (for tests and the SVG export). */
   cellFill(row: number, pos: number): string {
-    const v = this.shade.values[row * this.grid.cols + pos];
-    const i = this.scale.lutIndex(v);
-    return i < 0 ? this.missingCss : this.fillLut[i] ?? this.scale.css(v);
+    return lensCellFill(this.colors, this.shade.values[row * this.grid.cols + pos]);
   }
-
-  // ---- legend, tooltip ------------------------------------------------------------------------
 
   private renderLegend(): void {
     const d = this.data;
@@ -306,29 +220,7 @@ export class LensTableView {
       this.legend.hidden = true;
       return;
     }
-    const bar = h("span", { class: "lw-legend-bar" });
-    bar.style.background = gradientCss(this.scale);
-    const parts: Node[] = [];
-    if (d.mode === "top") {
-      parts.push(h("span", { class: "lw-legend-label", text: "top-1 probability" }), h("span", { class: "lw-legend-value", text: "0" }), bar, h("span", { class: "lw-legend-value", text: "1" }));
-    } else if (!this.shade.ok) {
-      parts.push(h("span", { class: "lw-legend-label", testid: "lw-lens-no-target", text: "Set a target token to shade cells by it." }));
-    } else if (d.mode === "target_prob") {
-      parts.push(h("span", { class: "lw-legend-label", text: "target probability" }), h("span", { class: "lw-legend-value", text: "0" }), bar, h("span", { class: "lw-legend-value", text: "1" }));
-    } else {
-      parts.push(
-        h("span", { class: "lw-legend-label", text: "target rank (log scale)" }),
-        h("span", { class: "lw-legend-value", text: String(this.shade.maxRank) }),
-        bar,
-        h("span", { class: "lw-legend-value", text: "0" }),
-      );
-    }
-    if (d.changed) {
-      const sw = h("span", { class: "lw-ll-changed-swatch", attrs: { "aria-hidden": "true" } });
-      parts.push(h("span", { class: "lw-ll-changed-legend", testid: "lw-changed-legend" }, [sw, h("span", { text: "changed vs original" })]));
-    }
-    parts.push(h("span", { class: "lw-ll-hint", text: "click: details · shift-click or click a column token: set as target" }));
-    this.legend.replaceChildren(...parts);
+    this.legend.replaceChildren(...lensLegend(this.look()));
     this.legend.dataset.mode = d.mode;
     this.legend.hidden = false;
   }
@@ -347,30 +239,23 @@ export class LensTableView {
 
   /** Tooltip text lines for cell (r, p) (also used as the SVG <title>). */
   cellSummary(row: number, pos: number): string {
-    const d = this.data;
-    const t = d.table;
-    if (!t) return "";
-    const lines = [
-      `${this.rowLabel(row)}  ${d.rowHooks[row] ?? ""}`.trim(),
-      `pos ${pos} ${JSON.stringify(d.tokens[pos] ?? "")}`,
-      ...cellTop(t, row, pos, 5).map((e, i) => `${i + 1}. ${JSON.stringify(vocabToken(d.vocab, e.id))} ${fmtPct(e.prob)}`),
-    ];
-    const st = this.targetAt(row, pos);
-    if (st) lines.push(`target ${JSON.stringify(d.targetText)}: ${fmtPct(st.prob)}, rank ${Number.isFinite(st.rank) ? st.rank : "–"}`);
-    if (d.changed?.[row * t.T + pos]) lines.push("changed vs original");
-    return lines.join("\n");
+    return lensCellSummary(this.look(), row, pos);
   }
 
   rowLabel(r: number): string {
     return this.data.rowLabels[r] ?? defaultRowLabel(r, this.grid.rows);
   }
 
-  private targetAt(row: number, pos: number): { prob: number; rank: number } | null {
-    const d = this.data;
-    const s = d.stats;
-    if (!s || d.target < 0 || !d.table) return null;
-    const i = row * d.table.T + pos;
-    return { prob: s.prob ? s.prob[i] : NaN, rank: s.rank ? s.rank[i] : NaN };
+  /** What painting, the tooltip, the legend and the SVG export read. */
+  private look(): LensLook {
+    return {
+      data: this.data,
+      grid: this.grid,
+      palette: this.palette,
+      shade: this.shade,
+      ...this.colors,
+      rowLabel: (r) => this.rowLabel(r),
+    };
   }
 
   private renderTooltip(): void {
@@ -382,56 +267,8 @@ export class LensTableView {
       return;
     }
     const v = this.viewport();
-    const g = this.grid;
-    let anchor: Rect;
-    const children: Node[] = [];
-    if (hit.kind === "cell") {
-      const { row, col } = hit;
-      children.push(
-        h("div", { class: "lw-tooltip-title", text: `${this.rowLabel(row)} · pos ${col} “${displayToken(d.tokens[col] ?? "")}”` }),
-        h("div", { class: "lw-tooltip-hook", text: d.rowHooks[row] ?? "" }),
-      );
-      cellTop(t, row, col, 5).forEach((e, i) => {
-        const r = h("div", { class: "lw-tooltip-row lw-ll-tip-top" + (e.id === d.target ? " lw-current" : "") }, [
-          h("span", { class: "lw-ll-tip-tok", text: `${i + 1}. ${displayToken(vocabToken(d.vocab, e.id))}` }),
-          h("span", { class: "lw-tooltip-value", text: fmtPct(e.prob) }),
-        ]);
-        r.dataset.tokenId = String(e.id);
-        r.dataset.value = String(e.prob);
-        children.push(r);
-      });
-      const st = this.targetAt(row, col);
-      if (st) {
-        const r = h("div", { class: "lw-tooltip-row lw-ll-tip-target", testid: "lw-tooltip-target" }, [
-          h("span", { text: `target “${displayToken(d.targetText)}”` }),
-          h("span", { class: "lw-tooltip-value", text: `${fmtPct(st.prob)} · rank ${Number.isFinite(st.rank) ? st.rank : "–"}` }),
-        ]);
-        r.dataset.prob = String(st.prob);
-        r.dataset.rank = String(st.rank);
-        children.push(r);
-      }
-      if (d.changed?.[row * t.T + col]) children.push(h("div", { class: "lw-ll-tip-changed", text: "◤ changed vs original" }));
-      this.tooltip.dataset.cell = `${row},${col}`;
-      anchor = cellViewRect(g, v.scrollX, v.scrollY, row, col);
-    } else if (hit.kind === "col-header") {
-      const col = hit.col;
-      children.push(
-        h("div", { class: "lw-tooltip-title", text: `pos ${col} “${displayToken(d.tokens[col] ?? "")}”` }),
-        h("div", { class: "lw-ll-tip-hint", text: "click: set this token as the target" }),
-      );
-      this.tooltip.dataset.cell = `header,${col}`;
-      const r = cellViewRect(g, v.scrollX, v.scrollY, 0, col);
-      anchor = { x: r.x, y: 0, w: r.w, h: g.headerH };
-    } else {
-      const row = hit.row;
-      children.push(
-        h("div", { class: "lw-tooltip-title", text: this.rowLabel(row) }),
-        h("div", { class: "lw-tooltip-hook", text: d.rowHooks[row] ?? "" }),
-      );
-      this.tooltip.dataset.cell = `row,${row}`;
-      const r = cellViewRect(g, v.scrollX, v.scrollY, row, 0);
-      anchor = { x: 0, y: r.y, w: g.labelW, h: r.h };
-    }
+    const { children, cell, anchor } = lensTooltip(this.look(), hit, v);
+    this.tooltip.dataset.cell = cell;
     this.tooltip.replaceChildren(...children);
     this.tooltip.hidden = false;
     const x0 = this.scroller.offsetLeft + this.canvasOffset().x;
@@ -449,20 +286,11 @@ export class LensTableView {
   private onKey(ev: KeyboardEvent): void {
     const g = this.grid;
     if (!g.rows || !g.cols) return;
-    const moves: Record<string, [number, number]> = {
-      ArrowUp: [-1, 0],
-      ArrowDown: [1, 0],
-      ArrowLeft: [0, -1],
-      ArrowRight: [0, 1],
-      Home: [0, -Infinity],
-      End: [0, Infinity],
-    };
-    const m = moves[ev.key];
     const cur = this.cursor ?? this.data.selected ?? [0, 0];
-    if (m) {
+    const next = keyMove(ev.key, cur, g.rows, g.cols);
+    if (next) {
       ev.preventDefault();
-      const r = Math.max(0, Math.min(g.rows - 1, cur[0] + m[0]));
-      const c = Math.max(0, Math.min(g.cols - 1, cur[1] + (Number.isFinite(m[1]) ? m[1] : m[1] > 0 ? g.cols : -g.cols)));
+      const [r, c] = next;
       this.cursor = [r, c];
       this.canvas.dataset.cursor = `${r},${c}`;
       this.scrollToCell(r, c);
@@ -514,7 +342,7 @@ export class LensTableView {
     const v = this.viewport();
     const win = visibleWindow(g, v);
     this.lastWindow = win;
-    this.expose(v, win);
+    exposeLens(this.canvas, g, v, win, d);
     this.cells.update(d, this.shade, win, (r) => this.rowLabel(r));
     const ctx = setupCanvas(this.canvas, v.viewW, v.viewH);
     if (!ctx) {
@@ -532,19 +360,6 @@ export class LensTableView {
     this.canvas.dataset.drawnCells = String(this.lastDrawnCells);
   }
 
-  private expose(v: Viewport, w: VWindow): void {
-    const g = this.grid;
-    exposeGrid(this.canvas, { rows: g.rows, cols: g.cols, cellW: g.cellW, cellH: g.cellH, originX: g.labelW, originY: g.headerH });
-    const ds = this.canvas.dataset;
-    ds.scrollX = String(v.scrollX);
-    ds.scrollY = String(v.scrollY);
-    ds.viewW = String(v.viewW);
-    ds.viewH = String(v.viewH);
-    ds.window = `${w.r0},${w.r1},${w.c0},${w.c1}`;
-    ds.mode = this.data.mode;
-    ds.selected = this.data.selected ? this.data.selected.join(",") : "";
-  }
-
   private measureKey(dpr: number): string {
     return `${dpr}:${CELL_W}:${this.palette?.font ?? ""}`;
   }
@@ -554,175 +369,27 @@ export class LensTableView {
    * `interactive` adds hover and keyboard-cursor outlines (not in exports).
    */
   private paint(ctx: CanvasRenderingContext2D, dpr: number, v: Viewport, win: VWindow, interactive: boolean): void {
-    const d = this.data;
-    const t = d.table!;
-    const g = this.grid;
-    const pal = this.palette;
-    const bg = pal?.bg ?? "#ffffff";
-    const fg = pal?.fg ?? "#1f2328";
-    const muted = pal?.muted ?? "#656d76";
-    const accent = pal?.accent ?? "#d4570b";
-    const X = (x: number) => Math.round(x * dpr);
-    const sx = v.scrollX;
-    const sy = v.scrollY;
     const key = this.measureKey(dpr);
     if (key !== this.textKey) {
       this.textKey = key;
       this.textCache.clear();
       this.headerCache.clear();
     }
-
-    ctx.fillStyle = bg;
-    ctx.fillRect(0, 0, X(v.viewW), X(v.viewH));
-
-    // Cells.
-    const fontPx = Math.round(11 * dpr);
-    ctx.font = `${fontPx}px ${MONO}`;
-    ctx.textBaseline = "middle";
-    ctx.textAlign = "left";
-    const pad = 4;
-    const textW = (g.cellW - 2 * pad) * dpr;
-    const gapPx = Math.max(1, Math.round(dpr));
-    const measure = (s: string) => ctx.measureText(s).width;
-    const targetMode = d.mode !== "top" && d.target >= 0;
-    const vals = this.shade.values;
-    const changed = d.changed;
-    const marks: Array<[number, number, number, number]> = [];
-    let n = 0;
-    for (let r = win.r0; r < win.r1; r++) {
-      const y0 = X(g.headerH + r * g.cellH - sy);
-      const y1 = X(g.headerH + (r + 1) * g.cellH - sy) - gapPx;
-      const ym = (y0 + y1) / 2;
-      for (let c = win.c0; c < win.c1; c++) {
-        const x0 = X(g.labelW + c * g.cellW - sx);
-        const x1 = X(g.labelW + (c + 1) * g.cellW - sx) - gapPx;
-        const i = r * t.T + c;
-        const li = this.scale.lutIndex(vals[i]);
-        ctx.fillStyle = li < 0 ? this.missingCss : this.fillLut[li];
-        ctx.fillRect(x0, y0, x1 - x0, y1 - y0);
-        const id = t.ids[i * t.k];
-        let text = this.textCache.get(id);
-        if (text === undefined) {
-          text = fitText(displayToken(vocabToken(d.vocab, id)), textW, measure);
-          this.textCache.set(id, text);
-        }
-        ctx.fillStyle = li < 0 ? fg : this.textLut[li];
-        ctx.fillText(text, x0 + X(pad), ym);
-        if (targetMode && id === d.target) {
-          // The top-1 token is the target: underline it.
-          ctx.fillRect(x0 + X(pad), y1 - X(3), Math.min(measure(text), x1 - x0 - 2 * X(pad)), Math.max(1, X(1)));
-        }
-        if (changed && changed[i]) marks.push([x0, y0, x1, y1]);
-        n++;
-      }
-    }
-    this.lastDrawnCells = n;
-
-    // Changed-vs-original markers: an accent corner triangle and an inset outline.
-    if (marks.length) {
-      const tri = X(7);
-      const lw = Math.max(1, X(1.5));
-      ctx.fillStyle = accent;
-      ctx.strokeStyle = accent;
-      ctx.lineWidth = lw;
-      for (const [x0, y0, x1, y1] of marks) {
-        ctx.beginPath();
-        ctx.moveTo(x1 - tri, y0);
-        ctx.lineTo(x1, y0);
-        ctx.lineTo(x1, y0 + tri);
-        ctx.closePath();
-        ctx.fill();
-        ctx.strokeRect(x0 + lw / 2, y0 + lw / 2, x1 - x0 - lw, y1 - y0 - lw);
-      }
-    }
-
-    // Outlines: selection (fg, thick), keyboard cursor and hover (fg, thin).
-    const ring = (cell: [number, number] | null, color: string, width: number) => {
-      if (!cell) return;
-      const [r, c] = cell;
-      if (r < win.r0 || r >= win.r1 || c < win.c0 || c >= win.c1) return;
-      const x0 = X(g.labelW + c * g.cellW - sx);
-      const y0 = X(g.headerH + r * g.cellH - sy);
-      const lw = Math.max(1, Math.round(width * dpr));
-      ctx.strokeStyle = color;
-      ctx.lineWidth = lw;
-      ctx.strokeRect(x0 - lw / 2, y0 - lw / 2, X(g.cellW) - gapPx + lw, X(g.cellH) - gapPx + lw);
-    };
-    if (interactive) {
-      if (this.hover?.kind === "cell") ring([this.hover.row, this.hover.col], fg, 1);
-      if (this.cursor && hasFocus(this.canvas)) ring(this.cursor, fg, 1.5);
-    }
-    // The selection: a thick fg ring (the accent is for the changed-cell marks).
-    ring(d.selected, fg, 2.5);
-
-    // Frozen column headers: position (small) and input token.
-    ctx.fillStyle = bg;
-    ctx.fillRect(0, 0, X(v.viewW), X(g.headerH));
-    const hoverCol = this.hover && (this.hover.kind === "cell" || this.hover.kind === "col-header") ? this.hover.col : -1;
-    const selCol = d.selected ? d.selected[1] : -1;
-    const selRow = d.selected ? d.selected[0] : -1;
-    ctx.save();
-    ctx.beginPath();
-    ctx.rect(X(g.labelW), 0, X(v.viewW - g.labelW), X(g.headerH));
-    ctx.clip();
-    for (let c = win.c0; c < win.c1; c++) {
-      const x0 = X(g.labelW + c * g.cellW - sx);
-      const strong = c === hoverCol || c === selCol;
-      ctx.fillStyle = muted;
-      ctx.font = `${Math.round(9 * dpr)}px ${MONO}`;
-      ctx.fillText(String(c), x0 + X(pad), X(9));
-      let text = this.headerCache.get(c);
-      if (text === undefined) {
-        ctx.font = `${fontPx}px ${MONO}`;
-        text = fitText(displayToken(d.tokens[c] ?? ""), textW, measure);
-        this.headerCache.set(c, text);
-      }
-      ctx.font = `${strong ? "bold " : ""}${fontPx}px ${MONO}`;
-      ctx.fillStyle = fg;
-      ctx.fillText(text, x0 + X(pad), X(23));
-    }
-    ctx.restore();
-    ctx.fillStyle = pal?.border ?? "#d0d7de";
-    ctx.fillRect(X(g.labelW), X(g.headerH) - gapPx, X(v.viewW - g.labelW), gapPx);
-
-    // Frozen row labels.
-    ctx.fillStyle = bg;
-    ctx.fillRect(0, X(g.headerH), X(g.labelW), X(v.viewH - g.headerH));
-    ctx.save();
-    ctx.beginPath();
-    ctx.rect(0, X(g.headerH), X(g.labelW), X(v.viewH - g.headerH));
-    ctx.clip();
-    ctx.textAlign = "right";
-    const hoverRow = this.hover && (this.hover.kind === "cell" || this.hover.kind === "row-label") ? this.hover.row : -1;
-    for (let r = win.r0; r < win.r1; r++) {
-      const y0 = X(g.headerH + r * g.cellH - sy);
-      const strong = r === hoverRow || r === selRow;
-      ctx.font = `${strong ? "bold " : ""}${fontPx}px ${pal?.font ?? "sans-serif"}`;
-      ctx.fillStyle = strong ? fg : muted;
-      ctx.fillText(this.rowLabel(r), X(g.labelW - 6), y0 + X(g.cellH) / 2);
-    }
-    ctx.restore();
-
-    // Corner.
-    ctx.textAlign = "left";
-    ctx.fillStyle = muted;
-    ctx.font = `${Math.round(9 * dpr)}px ${pal?.font ?? "sans-serif"}`;
-    ctx.fillText("pos →", X(4), X(9));
-    ctx.fillText("layer ↓", X(4), X(23));
+    this.lastDrawnCells = paintLens(ctx, dpr, v, win, interactive, {
+      ...this.look(),
+      hover: this.hover,
+      cursor: this.cursor,
+      focused: hasFocus(this.canvas),
+      textCache: this.textCache,
+      headerCache: this.headerCache,
+    });
   }
 
   // ---- export ---------------------------------------------------------------------------------
 
   /** The window an export shows: the whole table when small, else what is on screen. */
   exportWindow(): { v: Viewport; win: VWindow; full: boolean } {
-    const g = this.grid;
-    if (g.rows * g.cols <= FULL_EXPORT_CELLS) {
-      const c = contentSize(g);
-      const v = { scrollX: 0, scrollY: 0, viewW: c.width, viewH: c.height };
-      return { v, win: visibleWindow(g, v), full: true };
-    }
-    const v = this.viewport();
-    return { v, win: visibleWindow(g, v), full: false };
+    return exportView(this.grid, () => this.viewport());
   }
 
   /**
@@ -745,87 +412,7 @@ export class LensTableView {
 
   /** A self-contained SVG of the export window: vector cells, token text, labels, legend. */
   toSVG(title: string): string {
-    const d = this.data;
-    const t = d.table;
-    const g = this.grid;
-    const pal = this.palette;
-    const fg = pal?.fg ?? "#1f2328";
-    const muted = pal?.muted ?? "#656d76";
-    const accent = pal?.accent ?? "#d4570b";
-    const bg = pal?.bg ?? "#ffffff";
-    if (!t) return svgDocument(200, 40, [`<text x="8" y="24" font-size="12" fill="${escapeXml(fg)}">empty</text>`], bg);
-    const { win, full } = this.exportWindow();
-    const cols = win.c1 - win.c0;
-    const rows = win.r1 - win.r0;
-    const titleH = 24;
-    const ox = g.labelW;
-    const oy = titleH + g.headerH;
-    const width = Math.max(ox + cols * g.cellW + 8, 280);
-    const legendH = 44;
-    const height = oy + rows * g.cellH + legendH;
-    const charW = 6.6; // 11px monospace advance, for truncation without a canvas
-    const fit = (s: string) => fitText(s, g.cellW - 8, (x) => [...x].length * charW);
-    const range = full ? "" : ` (rows ${win.r0}–${win.r1 - 1}, positions ${win.c0}–${win.c1 - 1} of ${g.cols})`;
-    const body: string[] = [
-      `<text x="4" y="16" font-size="13" font-weight="bold" fill="${escapeXml(fg)}">${escapeXml(title + range)}</text>`,
-    ];
-    // Column headers.
-    for (let c = win.c0; c < win.c1; c++) {
-      const x = ox + (c - win.c0) * g.cellW + 4;
-      body.push(`<text x="${r2(x)}" y="${r2(titleH + 9)}" font-size="9" fill="${escapeXml(muted)}">${c}</text>`);
-      body.push(
-        `<text x="${r2(x)}" y="${r2(titleH + 24)}" font-size="11" font-family="${escapeXml(MONO)}" fill="${escapeXml(fg)}" xml:space="preserve">` +
-          `<title>${escapeXml(`pos ${c} ${JSON.stringify(d.tokens[c] ?? "")}`)}</title>${escapeXml(fit(displayToken(d.tokens[c] ?? "")))}</text>`,
-      );
-    }
-    // Row labels.
-    for (let r = win.r0; r < win.r1; r++) {
-      const y = oy + (r - win.r0 + 0.5) * g.cellH;
-      body.push(
-        `<text x="${r2(ox - 6)}" y="${r2(y)}" font-size="11" text-anchor="end" dominant-baseline="central" fill="${escapeXml(muted)}">` +
-          `<title>${escapeXml(d.rowHooks[r] ?? "")}</title>${escapeXml(this.rowLabel(r))}</text>`,
-      );
-    }
-    // Cells.
-    body.push(`<g font-size="11" font-family="${escapeXml(MONO)}">`);
-    const vals = this.shade.values;
-    for (let r = win.r0; r < win.r1; r++) {
-      for (let c = win.c0; c < win.c1; c++) {
-        const x = ox + (c - win.c0) * g.cellW;
-        const y = oy + (r - win.r0) * g.cellH;
-        const i = r * t.T + c;
-        const li = this.scale.lutIndex(vals[i]);
-        const fill = li < 0 ? this.missingCss : this.fillLut[li] ?? this.scale.css(vals[i]);
-        const textFill = li < 0 ? fg : this.textLut[li] ?? "#000000";
-        const tok = displayToken(vocabToken(d.vocab, t.ids[i * t.k]));
-        body.push(
-          `<g><title>${escapeXml(this.cellSummary(r, c))}</title>` +
-            `<rect x="${r2(x)}" y="${r2(y)}" width="${r2(g.cellW - 1)}" height="${r2(g.cellH - 1)}" fill="${fill}"/>` +
-            `<text x="${r2(x + 4)}" y="${r2(y + g.cellH / 2)}" dominant-baseline="central" fill="${textFill}" xml:space="preserve">${escapeXml(fit(tok))}</text>`,
-        );
-        if (d.changed?.[i]) {
-          const x1 = x + g.cellW - 1;
-          body.push(
-            `<polygon points="${r2(x1 - 7)},${r2(y)} ${r2(x1)},${r2(y)} ${r2(x1)},${r2(y + 7)}" fill="${escapeXml(accent)}"/>` +
-              `<rect x="${r2(x + 0.75)}" y="${r2(y + 0.75)}" width="${r2(g.cellW - 2.5)}" height="${r2(g.cellH - 2.5)}" fill="none" stroke="${escapeXml(accent)}" stroke-width="1.5"/>`,
-          );
-        }
-        body.push(`</g>`);
-      }
-    }
-    body.push(`</g>`);
-    const ly = oy + rows * g.cellH + 10;
-    const legend =
-      d.mode === "top" ? "top-1 probability" : d.mode === "target_prob" ? `p(${JSON.stringify(d.targetText)})` : `rank of ${JSON.stringify(d.targetText)} (log; right = rank 0)`;
-    body.push(...svgLegend(this.scale, ox, ly, 200, legend, fg, "lens"));
-    if (d.changed) {
-      const x = ox + 220;
-      body.push(
-        `<polygon points="${r2(x)},${r2(ly)} ${r2(x + 10)},${r2(ly)} ${r2(x + 10)},${r2(ly + 10)}" fill="${escapeXml(accent)}"/>`,
-        `<text x="${r2(x + 16)}" y="${r2(ly + 9)}" font-size="10" fill="${escapeXml(fg)}">changed vs original</text>`,
-      );
-    }
-    return svgDocument(width, height, body, bg);
+    return lensSVG(this.look(), title, this.exportWindow(), (r, c) => this.cellSummary(r, c));
   }
 
   destroy(): void {
