@@ -8,113 +8,42 @@
 // hatched; cells with no value (NaN: not computed yet) are empty, with a thin outline (overlay.ts).
 // Behind the canvas, a visually hidden table of the slice shown (a11y.ts): screen readers and
 // browser tests read every cell's value there.
+//
+// This file is the card itself (DOM, slice and mode state, events, drawing); beside it:
+// cardtypes.ts (geometry and the shapes it is given / reports), legend.ts (badge, colour legend,
+// agreement line), info.ts (a cell's tooltip content), slices.ts (the slice selects).
 
 import type { ColorScale } from "../lib/colors";
-import { diverging, gradientCss, maxAbs } from "../lib/colors";
+import { diverging, maxAbs } from "../lib/colors";
 import { h, listen } from "../lib/dom";
-import { fmt3 } from "../lib/format";
 import type { Cell, GridLayout } from "../lib/heatmap";
 import { Heatmap } from "../lib/heatmap";
 import type { Palette } from "../lib/theme";
 import { TokenStrip, displayToken } from "../lib/tokens";
 import { SiteCellTable } from "./a11y";
+import type { CardData, CellInfo, ExportSpec, SiteCardOptions } from "./cardtypes";
+import { GAP, MODE_LABELS, cellSize, sameStrings } from "./cardtypes";
 import type { Agreement, Axes, Combined, SiteEntry, ViewMode } from "./data";
 import {
   agreement,
   argmaxAbs,
   axisLabels,
-  cellHook,
   cellIndex,
   chooseAxes,
   combine,
-  componentLabel,
   extractSlice,
-  flatIndex,
   gridSize,
   isPosDim,
-  maxAbsAlong,
 } from "./data";
+import { cellInfo } from "./info";
+import { agreementText, badgeText, fillAgreement, hasNaN, legendNodes } from "./legend";
 import { drawOverlay } from "./overlay";
+import { syncSliceSelects } from "./slices";
 
 export { fmtCell } from "./overlay";
-
-export const GAP = 1;
-export const ROW_LABEL_W = 48;
-
-/** Cell size in CSS px for a rows x cols map in `width` CSS px (0 = unknown). */
-export function cellSize(rows: number, cols: number, width: number): { w: number; h: number } {
-  const avail = width > 0 ? width - ROW_LABEL_W - 24 : 640;
-  const w = Math.max(6, Math.min(48, Math.floor(avail / Math.max(1, cols)) - GAP));
-  const h = rows <= 4 ? 30 : rows <= 8 ? 24 : rows <= 16 ? 18 : rows <= 32 ? 14 : 10;
-  return { w, h };
-}
-
-export interface CardData {
-  exact: SiteEntry | null;
-  attribution: SiteEntry | null;
-  /** Decode errors of this site's entries, if any. */
-  error: string;
-  cleanTokens: string[];
-  corruptedTokens: string[];
-  /** Positions where the clean and corrupted tokens differ. */
-  diff: boolean[];
-  /** Legend text, e.g. "logit diff (answer − wrong)". */
-  metricLabel: string;
-}
-
-export interface InfoRow {
-  name: string;
-  text: string;
-  value?: number;
-  testid?: string;
-}
-
-export interface CellInfo {
-  site: string;
-  index: number[];
-  title: string;
-  hook: string;
-  exact: number;
-  attribution: number;
-  rows: InfoRow[];
-}
-
-export interface ExportSpec {
-  site: string;
-  title: string;
-  subtitle: string;
-  rows: number;
-  cols: number;
-  rowLabels: string[];
-  colLabels: string[];
-  colMarks: boolean[];
-  values: Float32Array;
-  approx: Float32Array | null;
-  scale: ColorScale;
-  legend: string;
-  agreement: string;
-  selected: Cell | null;
-}
-
-export interface SiteCardOptions {
-  site: string;
-  onCellClick: (site: string, index: number[]) => void;
-  onHover: (card: SiteCard, cell: Cell | null) => void;
-  /** A position label was hovered (null: left), for marking that position everywhere. */
-  onPosHover?: (pos: number | null) => void;
-  /** The view mode or a slice changed: the view should redraw this card. */
-  onChange: () => void;
-}
-
-const MODE_LABELS: Array<[ViewMode, string]> = [
-  ["mixed", "exact, else attribution"],
-  ["exact", "exact only"],
-  ["attribution", "attribution only"],
-];
-
-function sameStrings(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((s, i) => s === b[i]);
-}
+export type { CardData, CellInfo, ExportSpec, InfoRow, SiteCardOptions } from "./cardtypes";
+export { GAP, ROW_LABEL_W, cellSize } from "./cardtypes";
+export { agreementText } from "./legend";
 
 export class SiteCard {
   readonly site: string;
@@ -346,63 +275,31 @@ export class SiteCard {
   }
 
   private renderSlices(): void {
-    const { axes, dims, shape } = this;
-    const keep = new Set(axes.extra);
-    for (const [i, s] of this.sliceSelects) {
-      if (!keep.has(i) || s.options.length !== shape[i]) {
-        s.parentElement?.remove();
-        this.sliceSelects.delete(i);
-      }
-    }
-    const p = this.primary();
-    for (const i of axes.extra) {
-      const dim = dims[i];
-      let sel = this.sliceSelects.get(i);
-      const labels = axisLabels(dim, shape[i], p, this.data.cleanTokens).map((s) => displayToken(s));
-      const peaks = this.combined.values.length ? maxAbsAlong(this.combined.values, shape, i) : null;
-      if (!sel) {
-        sel = h("select", { class: "lw-select", testid: `lw-slice-${this.site}-${dim}`, attrs: { "aria-label": `${dim} shown` } });
-        const s = sel;
-        for (let k = 0; k < shape[i]; k++) s.appendChild(h("option", { attrs: { value: String(k) } }));
-        s.addEventListener("change", () => {
-          this.fixed[i] = Number(s.value);
-          this.fixedKey = "user";
-          this.hover = null;
-          this.updateSlice();
-          this.opts.onChange();
-        });
-        this.slicesBox.appendChild(h("label", { class: "lw-field" }, [h("span", { text: dim }), s]));
-        this.sliceSelects.set(i, s);
-      }
-      for (let k = 0; k < shape[i]; k++) {
-        const peak = peaks ? peaks[k] : NaN;
-        const text = Number.isFinite(peak) ? `${labels[k]}  (max |v| ${peak.toFixed(2)})` : labels[k];
-        const opt = sel.options[k];
-        if (opt.textContent !== text) opt.textContent = text;
-      }
-      sel.value = String(this.fixed[i] ?? 0);
-    }
-    this.slicesBox.hidden = axes.extra.length === 0;
+    syncSliceSelects({
+      box: this.slicesBox,
+      selects: this.sliceSelects,
+      site: this.site,
+      axes: this.axes,
+      dims: this.dims,
+      shape: this.shape,
+      p: this.primary(),
+      tokens: this.data.cleanTokens,
+      values: this.combined.values,
+      fixed: this.fixed,
+      onPick: (i, k) => {
+        this.fixed[i] = k;
+        this.fixedKey = "user";
+        this.hover = null;
+        this.updateSlice();
+        this.opts.onChange();
+      },
+    });
   }
 
   private renderBadge(): void {
     const c = this.combined;
     const ex = this.data.exact;
-    let text: string;
-    switch (c.source) {
-      case "exact":
-        text = ex && c.exactCells < ex.data.length ? `exact · ${c.exactCells} of ${ex.data.length} cells` : "exact";
-        if (ex?.partial) text += " · partial";
-        break;
-      case "mixed":
-        text = `exact ${c.exactCells} of ${ex?.data.length ?? 0} cells · rest attribution (hatched)`;
-        break;
-      case "attribution":
-        text = "attribution (approximate)";
-        break;
-      default:
-        text = "no values";
-    }
+    const text = badgeText(c, ex);
     this.badge.textContent = text;
     this.badge.dataset.source = c.source;
     this.badge.className = `lw-pt-badge lw-pt-badge-${c.source}`;
@@ -410,62 +307,16 @@ export class SiteCard {
   }
 
   private renderAgreement(): void {
-    const a = this.agree;
-    const el = this.agreementEl;
-    if (!a) {
-      el.hidden = true;
-      el.replaceChildren();
-      for (const k of ["r", "maxDiff", "meanDiff", "n"]) delete el.dataset[k];
-      return;
-    }
-    el.hidden = false;
-    el.dataset.r = String(a.r);
-    el.dataset.maxDiff = String(a.maxAbsDiff);
-    el.dataset.meanDiff = String(a.meanAbsDiff);
-    el.dataset.n = String(a.n);
-    if (a.n === 0) {
-      el.replaceChildren(h("span", { text: "attribution vs exact: no exact cells yet" }));
-      return;
-    }
-    const stat = (label: string, testid: string, v: number) => {
-      const s = h("span", { class: "lw-pt-stat" }, [h("span", { text: label }), h("span", { class: "lw-num", testid, text: fmt3(v) })]);
-      s.dataset.value = String(v);
-      return s;
-    };
-    el.replaceChildren(
-      h("span", { class: "lw-pt-agree-lead", text: "attribution vs exact:" }),
-      stat("r = ", `lw-agreement-r-${this.site}`, a.r),
-      stat("max |Δ| = ", `lw-agreement-max-${this.site}`, a.maxAbsDiff),
-      stat("mean |Δ| = ", `lw-agreement-mean-${this.site}`, a.meanAbsDiff),
-      h("span", { class: "lw-pt-muted", text: `over ${a.n} cells` }),
-    );
+    fillAgreement(this.agreementEl, this.site, this.agree);
   }
 
   private renderLegend(): void {
     const sc = this.scale;
+    this.legendEl.replaceChildren(...legendNodes(sc, !!this.combined.approx, hasNaN(this.combined.values), this.data.metricLabel));
     const m = sc.domain[1];
-    const bar = h("span", { class: "lw-legend-bar" });
-    bar.style.background = gradientCss(sc);
-    const swatch = (cls: string, text: string) => h("span", { class: "lw-pt-key" }, [h("span", { class: `lw-pt-swatch ${cls}` }), h("span", { text })]);
-    const keys: HTMLElement[] = [];
-    if (this.combined.approx) keys.push(swatch("lw-pt-swatch-approx", "attribution (approx.)"));
-    if (this.hasNaN()) keys.push(swatch("lw-pt-swatch-nan", "not computed"));
-    this.legendEl.replaceChildren(
-      h("span", { class: "lw-legend-value", text: (-m).toFixed(2) }),
-      bar,
-      h("span", { class: "lw-legend-value", text: `+${m.toFixed(2)}` }),
-      h("span", { class: "lw-legend-label", text: this.data.metricLabel }),
-      ...keys,
-    );
     this.legendEl.dataset.min = String(-m);
     this.legendEl.dataset.max = String(m);
     this.legendEl.hidden = this.combined.source === "none";
-  }
-
-  private hasNaN(): boolean {
-    const v = this.combined.values;
-    for (let i = 0; i < v.length; i++) if (v[i] !== v[i]) return true;
-    return false;
   }
 
   // ---- view state ----------------------------------------------------------------------------
@@ -594,40 +445,7 @@ export class SiteCard {
 
   /** What the tooltip says about heatmap cell (row, col). */
   info(cell: Cell): CellInfo {
-    const index = this.indexOf(cell);
-    const { dims } = this;
-    const p = this.primary();
-    const k = flatIndex(this.shape, index);
-    const exact = this.data.exact ? this.data.exact.data[k] : NaN;
-    const attribution = this.data.attribution && this.data.attribution.data.length > k ? this.data.attribution.data[k] : NaN;
-    const rows: InfoRow[] = [];
-    let posText = "";
-    dims.forEach((d, i) => {
-      const v = index[i];
-      if (isPosDim(d)) {
-        const clean = this.data.cleanTokens[v];
-        const corrupted = this.data.corruptedTokens[v];
-        let text = `${v}  “${displayToken(clean ?? `#${v}`)}”`;
-        if (corrupted !== undefined && corrupted !== clean) text += `  (corrupted “${displayToken(corrupted)}”)`;
-        rows.push({ name: d, text });
-        posText += ` @ ${d} ${v} “${displayToken(clean ?? `#${v}`)}”`;
-      } else {
-        const label = axisLabels(d, this.shape[i], p, this.data.cleanTokens)[v];
-        rows.push({ name: d, text: d === "layer" || d === "head" ? `${v}  (${label})` : label });
-      }
-    });
-    rows.push({ name: "exact", text: Number.isFinite(exact) ? fmt3(exact) : "not computed", value: exact, testid: "lw-tooltip-exact" });
-    rows.push({ name: "attribution", text: fmt3(attribution), value: attribution, testid: "lw-tooltip-attribution" });
-    const comp = componentLabel(dims, index, p);
-    return {
-      site: this.site,
-      index,
-      title: `${comp || this.site}${posText}`,
-      hook: cellHook(p?.hook ?? "", dims, index),
-      exact,
-      attribution,
-      rows,
-    };
+    return cellInfo(this.site, this.data, this.primary(), this.dims, this.shape, this.indexOf(cell));
   }
 
   /** The fixed axes of the slice shown, e.g. "head L1H2" (labels as in the slice selects), or "". */
@@ -671,9 +489,3 @@ export class SiteCard {
   }
 }
 
-/** "attribution vs exact: r = 0.934, max |Δ| = 0.412, mean |Δ| = 0.101 over 330 cells", or "". */
-export function agreementText(a: Agreement | null): string {
-  if (!a) return "";
-  if (a.n === 0) return "attribution vs exact: no exact cells yet";
-  return `attribution vs exact: r = ${fmt3(a.r)}, max |Δ| = ${fmt3(a.maxAbsDiff)}, mean |Δ| = ${fmt3(a.meanAbsDiff)} over ${a.n} cells`;
-}
