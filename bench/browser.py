@@ -11,6 +11,16 @@ Measures, in the page (performance.now), on a notebook written for the run:
   the table drawn (state transfer + decoding + first draw; target <= 1 s), and the frame times
   while scrolling through it (smooth: ~16.7 ms at 60 Hz);
 and, for scale, the same reruns done with TransformerLens in the kernel (`run_with_hooks`).
+
+    python bench/browser.py --long [--lengths 1000 4000] [--llama32 2048]
+
+instead measures the attention grid on long prompts (issue 11): SmolLM2 at 1,000 and 4,000 tokens
+(targets: grid drawn <= 2 s after the cell runs, focusing a head <= 0.5 s) and a random
+Llama-shaped model with 32 layers x 32 heads (d_head 8) on 2,048 tokens (drawn <= 5 s). For each:
+the cell that builds and shows the grid (execute -> drawn; the kernel's wall and CPU seconds for
+the build alone), the cell that shows a grid built before (execute -> drawn: transfer, decoding,
+drawing), a click on a head -> its overview drawn, -> its first window drawn (one block rerun),
+a click on the overview -> the moved window drawn (a slice), and the bytes a display sends.
 """
 
 from __future__ import annotations
@@ -59,6 +69,8 @@ def _run_cell(lab: Lab, index: int, done_js: str, timeout_ms: int = 120_000) -> 
             window.jupyterapp.commands.execute('notebook:run-cell');
             while (!done(cell.node)) {
                 if (performance.now() - t0 > timeout) throw new Error('timeout');
+                const text = cell.node.querySelector('.jp-OutputArea')?.textContent || '';
+                if (text.includes('Traceback (most recent call last)')) throw new Error('cell ' + index + ' failed: ' + text.slice(-1500));
                 await new Promise(r => requestAnimationFrame(r));
             }
             return performance.now() - t0;
@@ -99,7 +111,144 @@ def _ablate_ms(lab: Lab, cell_index: int, layer: int, head: int) -> float:
     )
 
 
+LONG_SETUP = """import lenswidget, time, json, resource
+from lenswidget import models
+def _prompt(lens, n):
+    words = ("the cat sat on the mat while a dog ran to the door and the bird sang in the tree " * 600).split()
+    ids = lens.model.to_tokens(" ".join(words[: n * 2]))[0][:n]
+    return lens.model.to_string(ids[1:])
+def _built(make):
+    t0, c0 = time.perf_counter(), time.process_time()
+    g = make()
+    _stats.append({"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0, "tokens": len(g.tokens),
+                   "bytes": sum(len(v) if isinstance(v, bytes) else len(json.dumps(v, default=str)) for v in (getattr(g, k) for k in g.keys)),
+                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    return g
+_stats = []
+"""
+
+
+def _focus_ms(lab: Lab, cell_index: int, layer: int, head: int) -> dict:
+    """Click head (layer, head) in the grid of cell ``cell_index``: ms to its overview drawn, to its
+    first window drawn; then a click in the overview: ms to the moved window drawn."""
+    return lab.page.evaluate(
+        """async ([index, layer, head]) => {
+            const node = window.jupyterapp.shell.currentWidget.content.widgets[index].node;
+            const grid = node.querySelector('[data-testid="lw-grid"]');
+            const d = grid.dataset, cw = +(d.cellW || d.cell), ch = +(d.cellH || d.cell), gap = +d.gap;
+            const r = grid.getBoundingClientRect();
+            const x = r.left + +d.originX + head * (cw + gap) + cw / 2, y = r.top + +d.originY + layer * (ch + gap) + ch / 2;
+            const key = `${layer},${head}`;
+            const wait = async (ok, t0, what) => {
+                while (!ok()) {
+                    if (performance.now() - t0 > 300000) throw new Error('timeout: ' + what + ' ' + JSON.stringify({...(panel() || {}).dataset}) + JSON.stringify({...(focus() || {}).dataset}));
+                    await new Promise(r => requestAnimationFrame(r));
+                }
+                return performance.now() - t0;
+            };
+            const panel = () => node.querySelector('[data-testid="lw-overview-panel"]');
+            const focus = () => node.querySelector('[data-testid="lw-focus"]');
+            const t0 = performance.now();
+            grid.dispatchEvent(new MouseEvent('click', {clientX: x, clientY: y, bubbles: true}));
+            const overview = await wait(() => panel() && !panel().hidden && panel().dataset.head === key && panel().dataset.drawnAt, t0, 'overview');
+            const first = await wait(() => focus() && !focus().hidden && focus().dataset.head === key && focus().dataset.window, t0, 'window');
+            const before = focus().dataset.window;
+            const oc = node.querySelector('[data-testid="lw-overview"]');
+            const od = oc.dataset, orr = oc.getBoundingClientRect(), side = +od.rows;
+            const t1 = performance.now();
+            oc.dispatchEvent(new MouseEvent('click', {clientX: orr.left + +od.originX + side * 0.5 * +od.cell,
+                                                      clientY: orr.top + +od.originY + side * 0.75 * +od.cell, bubbles: true}));
+            const moved = await wait(() => focus().dataset.window !== before, t1, 'moved window');
+            return {overview, first, moved, window: focus().dataset.window, bin: +panel().dataset.bin, side};
+        }""",
+        [cell_index, layer, head],
+    )
+
+
+def main_long(lengths: list[int], llama: int) -> None:
+    """The attention grid on long prompts in real JupyterLab + Chromium (see the module docstring)."""
+    import os
+
+    cells = [LONG_SETUP + "smol = lenswidget.Lens(models.smollm2())\nsmol.tokenize('warm').shape"]
+    cases = []  # (name, n_layers, build cell index, show cell index, target ms, variable)
+    assert all(n > 256 for n in lengths), "long prompts: over 256 tokens (a window of the focused head)"
+    for n in lengths:
+        cells += [f"p{n} = _prompt(smol, {n})\ng{n} = _built(lambda: smol.attention(p{n}))\ng{n}", f"g{n}"]
+        cases.append((f"SmolLM2 30x9, {n} tokens", 30, len(cells) - 2, len(cells) - 1, 2000, f"g{n}"))
+    if llama:
+        cells += [
+            "llama = lenswidget.Lens(models.random_hf('llama', n_layers=32, n_heads=32, n_kv_heads=8, d_model=256, "
+            f"n_ctx={llama + 8}))\npl = _prompt(llama, {llama})\ngl = _built(lambda: llama.attention(pl))\ngl",
+            "gl",
+        ]
+        cases.append((f"random Llama 32x32 (d_head 8), {llama} tokens", 32, len(cells) - 2, len(cells) - 1, 5000, "gl"))
+    drawn = "const g = node.querySelector('[data-testid=\"lw-grid\"]'); return !!(g && +g.dataset.rows === %d && g.dataset.drawMs);"
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, jupyter_lab(Path(tmp)) as server, chromium() as browser:
+        nb = nbformat.v4.new_notebook()
+        nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+        nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+        nbformat.write(nb, server["root"] / "bench_long.ipynb")
+        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        lab = Lab(page, server)
+        lab.open("bench_long.ipynb")
+        _run_cell(lab, 0, "return node.querySelector('.jp-OutputArea-output') !== null", 300_000)
+        lab.wait_idle()
+        lab.python("print(smol.n_layers)")  # the setup cell worked (raises otherwise)
+        for k, (name, n_layers, build, show, target, var) in enumerate(cases):
+            print(f"{name}: building the grid ...", file=sys.stderr, flush=True)
+            try:
+                built = _run_cell(lab, build, drawn % n_layers, int(os.environ.get("BENCH_CELL_TIMEOUT_MS", 3_600_000)))
+            except Exception:
+                print(page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets.map(c => c.node.innerText.slice(-1500))"),
+                      file=sys.stderr)
+                raise
+            lab.wait_idle(3_600_000)
+            stats = lab.python_json(f"_stats[{k}]")
+            print(f"  built in {stats['wall']:.1f} s; showing it again, focusing heads ...", file=sys.stderr, flush=True)
+            shown = []
+            for _ in range(3):
+                shown.append(_run_cell(lab, show, drawn % n_layers))
+                lab.wait_idle()
+            focus = [_focus_ms(lab, show, n_layers // 2, h) for h in (1, 2)]
+            print(f"  focus: {focus}", file=sys.stderr, flush=True)
+            rows.append((name, stats, built, statistics.median(shown), focus, target))
+            lab.python(f"{var}.close(); del {var}")  # its memory, before the next case
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (figures scale with it)")
+    print(f"{'what':70} {'ms':>9} {'target':>7} ok")
+    for name, stats, built, shown, focus, target in rows:
+        def line(what, ms, tgt):
+            ok = "" if tgt is None else ("yes" if ms <= tgt else "NO")
+            print(f"{what:70} {ms:9.0f} {tgt or '':>7} {ok}")
+        print(f"{name}: {stats['tokens']} tokens, display sends {stats['bytes'] / 1e6:.2f} MB (bound 8 MB), "
+              f"kernel peak RSS {stats['rss_mb']:.0f} MB")
+        line("  run cell (build + show) -> grid drawn", built, target)
+        line(f"    of which the kernel's build (wall; {stats['cpu']:.1f} CPU-s)", stats["wall"] * 1000, None)
+        line("  show a built grid: run cell -> grid drawn (median of 3)", shown, target)
+        f0 = focus[0]
+        line(f"  click a head -> overview drawn ({f0['side']}² cells, {f0['bin']} tokens a cell; 2nd head)",
+             focus[1]["overview"], 500)
+        line("  click a head -> first 64x64 window drawn (one block rerun; 2nd head)", focus[1]["first"], None)
+        line("  click the overview -> moved window drawn (a slice; 2nd head)", focus[1]["moved"], None)
+        line("  (first head focused: overview / window)", f0["overview"], None)
+        print(f"{'':70} {f0['first']:9.0f}")
+
+
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--long", action="store_true", help="the attention grid on long prompts only")
+    parser.add_argument("--lengths", type=int, nargs="*", default=[1000, 4000], help="SmolLM2 prompt lengths (--long)")
+    parser.add_argument("--llama32", type=int, default=2048, help="tokens for the random 32x32 Llama (--long; 0: skip)")
+    args = parser.parse_args()
+    if args.long:
+        main_long(args.lengths, args.llama32)
+        return
+    main_quick()
+
+
+def main_quick() -> None:
     with tempfile.TemporaryDirectory() as tmp, jupyter_lab(Path(tmp)) as server, chromium() as browser:
         nb = nbformat.v4.new_notebook()
         nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}

@@ -385,7 +385,7 @@ function render({ model, el }: RenderProps): () => void {
           void fetchWindow(f, b);
           if (big && over?.key === key) {
             overview.setPalette(w.palette(), sequential(w.palette().theme));
-            overview.setData(over.data, over.side, over.bin, P, windowMax(), win ? win.b[1] - win.b[0] : winSide());
+            overview.setData(over.data, over.side, over.bin, P, windowMax(), win ? win.b[1] - win.b[0] : winSide(), key);
           } else if (!big) overview.hide();
           if (win && win.key === key) {
             const [q0, q1, k0, k1] = win.b;

@@ -348,6 +348,7 @@ export class FocusPanel {
     this.queries.setMarks(local(activeQ, q0, (i) => this.inRows(i)), local(lockQ, q0, (i) => this.inRows(i)));
     this.keys.setMarks(local(activeK, k0, (i) => this.inCols(i)), local(lockK, k0, (i) => this.inCols(i)));
     this.el.dataset.locked = this.locked ? `${this.locked.axis}:${this.locked.index}` : "";
+    this.el.dataset.drawnAt = String(performance.now());
     this.renderInfo(mark, cell);
     if (activeQ !== this.lastQuery) {
       this.lastQuery = activeQ;

@@ -70,7 +70,8 @@ export class OverviewPanel {
   }
 
   /** Show an overview [side, side] (row-major, a view) of a `pos`-token pattern, `bin` tokens a cell. */
-  setData(values: Float32Array, side: number, bin: number, pos: number, windowMax: number, windowSide: number): void {
+  setData(values: Float32Array, side: number, bin: number, pos: number, windowMax: number, windowSide: number, head = ""): void {
+    this.el.dataset.head = head;
     this.side = side;
     this.bin = bin;
     this.pos = pos;
@@ -97,6 +98,7 @@ export class OverviewPanel {
     const l = this.heatmap.layout;
     this.rect.hidden = !b;
     this.el.dataset.window = b ? b.join(",") : "";
+    this.el.dataset.drawnAt = String(performance.now());
     if (!b) return;
     const px = l.cellW / this.bin; // CSS px a token
     Object.assign(this.rect.style, {
