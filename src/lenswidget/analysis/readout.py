@@ -15,8 +15,10 @@ tokens would be 3 GB of float32. Rows × positions are flattened and processed `
 time (64 MiB of logits per chunk by default): each chunk's logits give their top-k, softmax
 normaliser and target statistics, and are dropped.
 
-The module also holds the few helpers that :mod:`lenswidget.analysis.dla` shares with the lens
-(the final norm's parameters, the residual rows, token checks), so both read the stream the same way.
+The few helpers that :mod:`lenswidget.analysis.dla` shares with the lens (the final norm's
+parameters, the residual rows, token checks), so both read the stream the same way, live in
+:mod:`._unembed` (the model's read-out end) and :mod:`._readout_inputs` (checked inputs and the
+cache); they are importable from here as before.
 """
 
 from __future__ import annotations
@@ -28,12 +30,30 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..errors import InputError
-from .hooks import act_name
+from ._readout_inputs import (  # noqa: F401  (re-exported: dla, promoted and session import them from here)
+    cache_tensor,
+    check_pos,
+    check_row,
+    check_token_id,
+    check_tokens,
+    ensure_cache,
+    has_cached,
+    resid_hooks,
+    resid_labels,
+)
+from ._unembed import (  # noqa: F401  (re-exported, as above)
+    NormParams,
+    _d_vocab,
+    apply_final_norm,
+    final_norm,
+    model_device,
+    norm_params,
+    output_transform,
+    unembed_params,
+)
 
 # Default size of one chunk of logits, in elements (16 Mi float32 = 64 MiB; 341 cells for SmolLM2).
 CHUNK_ELEMENTS = 1 << 24
-
-_NORM_TYPES = ("LN", "LNPre", "RMS", "RMSPre")
 
 
 # --------------------------------------------------------------------------- result
@@ -275,230 +295,9 @@ def target_stats(result: LogitLensResult, target: int) -> dict[str, torch.Tensor
     return {"prob": r.target_prob, "logit": r.target_logit, "rank": r.target_rank}
 
 
-# --------------------------------------------------------------------------- shared helpers
-def resid_hooks(n_layers: int) -> list[str]:
-    """The hook of each lens row: ``resid_pre`` of every layer, then the last ``resid_post``."""
-    return [act_name("resid_pre", l) for l in range(n_layers)] + [act_name("resid_post", n_layers - 1)]
-
-
-def resid_labels(n_layers: int) -> list[str]:
-    """TransformerLens's ``accumulated_resid`` labels: ``"0_pre" .. "{n-1}_pre", "final_post"``."""
-    return [f"{l}_pre" for l in range(n_layers)] + ["final_post"]
-
-
-def check_tokens(model: Any, tokens: Any) -> torch.Tensor:
-    """``tokens`` as a LongTensor [pos] on the model's device, or an :class:`InputError`."""
-    if isinstance(tokens, str):
-        raise InputError("Pass token ids (e.g. lens.tokenize(prompt) or model.to_tokens(prompt)), not text.")
-    if not isinstance(tokens, torch.Tensor):
-        try:
-            tokens = torch.tensor(list(tokens), dtype=torch.long)
-        except (TypeError, ValueError) as err:
-            raise InputError(f"Tokens must be a sequence of token ids, got {type(tokens).__name__}.") from err
-    if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
-        raise InputError(f"Tokens must be integer ids, got dtype {tokens.dtype}.")
-    if tokens.ndim == 2:
-        if tokens.shape[0] != 1:
-            raise InputError(f"One prompt at a time: got a batch of {tokens.shape[0]} prompts.")
-        tokens = tokens[0]
-    if tokens.ndim != 1:
-        raise InputError(f"Tokens must be [pos] or [1, pos], got shape {tuple(tokens.shape)}.")
-    if tokens.numel() == 0:
-        raise InputError("The prompt is empty: give at least one token.")
-    d_vocab = _d_vocab(model)
-    lo, hi = int(tokens.min()), int(tokens.max())
-    if lo < 0 or hi >= d_vocab:
-        raise InputError(f"Token id {lo if lo < 0 else hi} is outside the vocabulary (0..{d_vocab - 1}).")
-    n_ctx = getattr(model.cfg, "n_ctx", None)
-    if n_ctx and tokens.shape[0] > int(n_ctx):
-        raise InputError(f"The prompt is {tokens.shape[0]} tokens long, more than the model's context of {n_ctx}.")
-    return tokens.long()
-
-
-def check_token_id(model: Any, token: Any, *, what: str = "target") -> int:
-    """``token`` as an int id inside the vocabulary, or an :class:`InputError`."""
-    if isinstance(token, torch.Tensor) and token.numel() == 1 and not token.is_floating_point():
-        token = int(token.item())
-    if isinstance(token, bool) or not isinstance(token, int):
-        raise InputError(f"The {what} must be a token id (an integer), got {token!r}.")
-    d_vocab = _d_vocab(model)
-    if not 0 <= token < d_vocab:
-        raise InputError(f"The {what} id {token} is outside the vocabulary (0..{d_vocab - 1}).")
-    return int(token)
-
-
-def check_pos(pos: Any, n_pos: int) -> int:
-    """``pos`` (negative counts from the end) as an index in ``0..n_pos-1``, or an :class:`InputError`."""
-    if isinstance(pos, bool) or not isinstance(pos, int):
-        raise InputError(f"The position must be an integer, got {pos!r}.")
-    if not -n_pos <= pos < n_pos:
-        raise InputError(f"The position {pos} is out of range: the prompt has positions 0..{n_pos - 1}.")
-    return pos % n_pos
-
-
-def check_row(layer: Any, n_layers: int) -> int:
-    """A lens row: ``None`` -> ``n_layers`` (the final stream), else an int in ``0..n_layers``."""
-    if layer is None:
-        return n_layers
-    if isinstance(layer, bool) or not isinstance(layer, int):
-        raise InputError(f"The layer must be an integer or None, got {layer!r}.")
-    if not 0 <= layer <= n_layers:
-        raise InputError(
-            f"The layer {layer} is out of range: 0..{n_layers - 1} read the stream entering that layer, "
-            f"{n_layers} (or None) the final stream."
-        )
-    return layer
-
-
-def ensure_cache(model: Any, tokens: torch.Tensor, cache: Any, *, names: Sequence[str] | Callable[[str], bool]) -> Any:
-    """``cache`` checked to be a run on ``tokens``, or a fresh run caching only ``names``."""
-    if cache is not None:
-        embed = _cache_get(cache, "hook_embed", required=False)
-        if embed is not None:
-            n = embed.shape[-2]
-            if n != tokens.shape[0]:
-                raise InputError(f"The cache is of a {n}-token prompt, but the tokens are {tokens.shape[0]} long.")
-        return cache
-    if model.training:
-        raise InputError("The model is in training mode: call model.eval() first (TransformerBridge.boot_native returns train mode).")
-    flt = names if callable(names) else (lambda n, s=frozenset(names): n in s)
-    with torch.inference_mode():
-        _, cache = model.run_with_cache(tokens[None].to(model_device(model)), names_filter=flt)
-    return cache
-
-
-def cache_tensor(cache: Any, name: str, tokens: torch.Tensor | None = None) -> torch.Tensor:
-    """``cache[name]`` without its batch dimension (batch size 1), as [pos, ...]."""
-    t = _cache_get(cache, name, required=True)
-    if getattr(cache, "has_batch_dim", True):
-        if t.shape[0] != 1:
-            raise InputError(f"One prompt at a time: the cache holds a batch of {t.shape[0]}.")
-        t = t[0]
-    if tokens is not None and t.shape[0] != tokens.shape[0]:
-        raise InputError(f"The cache is of a {t.shape[0]}-token prompt, but the tokens are {tokens.shape[0]} long.")
-    return t
-
-
-def _cache_get(cache: Any, name: str, *, required: bool) -> torch.Tensor | None:
-    store = getattr(cache, "cache_dict", cache)
-    if name in store:
-        return store[name]
-    if not required:
-        return None
-    raise InputError(f"The activation cache has no {name!r}: run the model with that hook cached (or pass no cache).")
-
-
-def has_cached(cache: Any, name: str) -> bool:
-    return name in getattr(cache, "cache_dict", cache)
-
-
-def model_device(model: Any) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:  # pragma: no cover
-        return torch.device("cpu")
-
-
-def _d_vocab(model: Any) -> int:
-    return int(model.W_U.shape[1])
-
-
 def _check_chunk_rows(chunk_rows: int | None, d_vocab: int) -> int:
     if chunk_rows is None:
         return max(1, CHUNK_ELEMENTS // d_vocab)
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise InputError(f"chunk_rows must be a positive integer, got {chunk_rows!r}.")
     return chunk_rows
-
-
-def unembed_params(model: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(W_U [d_model, d_vocab], b_U [d_vocab] or None)``, detached."""
-    W_U = model.W_U.detach()
-    b_U = getattr(model, "b_U", None)
-    return W_U, (b_U.detach() if isinstance(b_U, torch.Tensor) else None)
-
-
-def output_transform(model: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The adapter's post-unembedding transform (Gemma-2 soft-capping), or ``None``."""
-    fn = getattr(getattr(model, "adapter", None), "apply_output_logits_transform", None)
-    return fn if callable(fn) else None
-
-
-def final_norm(model: Any) -> torch.nn.Module | None:
-    """The module the model applies before unembedding, or ``None`` when it has no final norm."""
-    if getattr(model.cfg, "normalization_type", None) not in _NORM_TYPES:
-        return None
-    ln = getattr(model, "ln_final", None)
-    return ln if isinstance(ln, torch.nn.Module) else None
-
-
-def apply_final_norm(model: Any, x: torch.Tensor) -> torch.Tensor:
-    """``ln_final`` applied to each row of ``x`` [N, d_model] with its own statistics (TL's
-    ``apply_ln_to_stack(recompute_ln=True)``); ``x`` unchanged for a model with no final norm."""
-    ln = final_norm(model)
-    if ln is None:
-        return x
-    with torch.no_grad():
-        return ln(x[None]).reshape(x.shape)
-
-
-@dataclass(frozen=True)
-class NormParams:
-    """The final norm as an affine map once its scale is fixed:
-    ``ln(x) = gamma * P(x) / scale(x) + beta`` with ``P`` the mean subtraction (LayerNorm) or the
-    identity (RMSNorm), ``scale(x) = sqrt(mean(P(x)**2) + eps)``."""
-
-    center: bool
-    gamma: torch.Tensor
-    beta: torch.Tensor
-    eps: float
-    present: bool
-
-    def project(self, x: torch.Tensor) -> torch.Tensor:
-        return x - x.mean(-1, keepdim=True) if self.center else x
-
-    def scale(self, x: torch.Tensor) -> torch.Tensor:
-        """The scale of each row of ``x`` [..., d_model] -> [..., 1] (1 with no final norm)."""
-        if not self.present:
-            return torch.ones_like(x[..., :1])
-        p = self.project(x.float())
-        return (p.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
-
-
-def norm_params(model: Any) -> NormParams:
-    """Read the final norm's effective ``gamma`` and ``beta`` by evaluating the module itself (so
-    Gemma's ``1 + weight``, parameter-free LNPre and folded compatibility-mode norms all come out
-    right), and its kind and epsilon from the bridge."""
-    d_model = int(model.cfg.d_model)
-    ln = final_norm(model)
-    dev = model_device(model)
-    if ln is None:
-        return NormParams(False, torch.ones(d_model, device=dev), torch.zeros(d_model, device=dev), 0.0, False)
-    norm_type = model.cfg.normalization_type
-    rms = getattr(ln, "uses_rms_norm", None)
-    if rms is None:
-        rms = norm_type in ("RMS", "RMSPre") or bool(getattr(model.cfg, "final_rms", False))
-    center = not rms
-    orig = getattr(ln, "original_component", None)
-    eps = None
-    for holder in (orig, ln):
-        for attr in ("eps", "variance_epsilon"):
-            val = getattr(holder, attr, None)
-            if isinstance(val, (int, float)) and not isinstance(val, bool):
-                eps = float(val)
-                break
-        if eps is not None:
-            break
-    if eps is None:
-        eps = float(getattr(model.cfg, "eps", 1e-5))
-    dtype = model.W_U.dtype
-    with torch.no_grad():
-        beta = ln(torch.zeros(1, 1, d_model, device=dev, dtype=dtype)).reshape(-1).float()
-        # A large input makes eps negligible: normalized = P(v) / rms(P(v)) exactly enough.
-        v = torch.ones(d_model, device=dev, dtype=torch.float32)
-        v[1::2] = -1.0
-        p = v - v.mean() if center else v
-        n = p / p.pow(2).mean().sqrt()
-        out = ln((1e3 * v).to(dtype).reshape(1, 1, d_model)).reshape(-1).float()
-        gamma = (out - beta) / n
-    return NormParams(center, gamma, beta, eps, True)
