@@ -6,7 +6,8 @@ over pairs of the logit difference, shown as recovery (0 = corrupted, 1 = clean)
 attribution-patching preview is computed when the inputs are set; the exact sweep (batched, equal
 to ``transformer_lens.patching``) streams in per site, in a background thread when started from
 the view, and can be cancelled. A click on a cell (or on a row of a site's top components) reruns
-the model with exactly that patch and shows each pair's value.
+the model with exactly that patch and shows each pair's value (the cell result is built in
+``widgets/_patching_cell.py``).
 """
 
 from __future__ import annotations
@@ -18,25 +19,20 @@ import torch
 import traitlets
 
 from ..analysis.attribution import attribution_patching
-from ..analysis.hooks import act_name, head_label
 from ..analysis.metrics import logit_diff_metric, normalized_metric
-from ..analysis._patching_sites import n_heads_for
 from ..analysis.patching import SITES, PatchResult, patch_one, patch_sweep, require_site_hooks
-from ..analysis.text import top_tokens
-from ..encode import encode_tensor
 from ..errors import InputError, LensError
 if TYPE_CHECKING:  # widgets check the lens through base.LensLike: no import circle with session.py
     from ..session import Lens
 from ._pairs import PairTraits, PromptPairs, Texts, pair_rows, parse_pairs
+from ._patching_cell import patched_cell
 from ._patching_results import (
     convert,
     convert_cell,
     entry,
     metric_map,
-    per_prompt,
     selection_label,
     top_rows,
-    value_at,
 )
 from .base import LensWidget, Progress, Request, bundle, log
 
@@ -380,36 +376,8 @@ class PatchingHeatmap(PairTraits, LensWidget):
         model = self.lens.model
         metric = self._metric()
         one = patch_one(model, self._clean, self._corrupted, metric, site, list(index), direction=self.direction)
-        baseline = self._corrupted if self.direction == "denoise" else self._clean
-        with torch.inference_mode():
-            before = self.lens.run(baseline).logits
         result_for_labels = self.exact_results.get(site) or self.attribution_results.get(site)
-        dims = SITES[site].dims
-        cell = {
-            "site": site,
-            "index": [int(i) for i in one.index],
-            "label": result_for_labels.cell_label(one.index) if result_for_labels else one.hook,
-            "hook": one.hook,
-            "value": float(one.value),
-            "clean_value": float(self.clean_value),
-            "corrupted_value": float(self.corrupted_value),
-            "exact": value_at(self.exact_results.get(site), one.index),
-            "attribution": value_at(self.attribution_results.get(site), one.index),
-            "top_before": top_tokens(model, before[0, -1]),
-            "top_after": top_tokens(model, one.logits[0, -1]),
-        }
-        if "head" in dims and n_heads_for(model, SITES[site].act) == self.lens.n_heads:
-            layer, head = int(one.index[dims.index("layer")]), int(one.index[dims.index("head")])
-            pats = []
-            for tokens in (self._clean, self._corrupted):
-                pattern = self.lens.run(tokens).cache[act_name("pattern", layer)][0, head]
-                pats.append(encode_tensor(pattern, "f32")[0])
-            cell["head"] = {
-                "layer": layer, "head": head, "label": head_label(layer, head), "tokens": list(self.clean_tokens),
-                "clean_pattern": pats[0], "corrupted_pattern": pats[1], "shape": [len(self.clean_tokens)] * 2,
-            }
-        assert self._pairs is not None
-        cell["per_prompt"] = per_prompt(self._pairs.answer_ids, self._pairs.wrong_ids, self.pairs, one.logits)
+        cell = patched_cell(self, site, one, result_for_labels)
         with self.hold_sync():
             self.selected = {"site": site, "index": cell["index"]}
             self.cell_result = cell
