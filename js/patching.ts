@@ -10,60 +10,39 @@
 // a tooltip for the hovered cell; the cell panel drawn from `cell_result`.
 // Trait changes are coalesced into one redraw per animation frame (a streaming sweep updates
 // `exact` many times a second); result maps are decoded only for entries whose bytes changed.
+//
+// This file is the widget shell: it lays the parts out, wires requests and traits, and redraws.
+// The parts live in patching/: settings.ts (directions, metrics, `selected`), sweep.ts (the sweep
+// controls), sites.ts (the sites menu), summary.ts (the metric on both runs), tokens.ts (the two
+// tokenizations), tooltip.ts, site.ts (one card per site), top.ts, cell.ts, pairs.ts, export.ts.
 
 import type { CellContext } from "./patching/cell";
 import { CellPanel } from "./patching/cell";
 import type { SiteEntry, ViewMode } from "./patching/data";
 import { ResultMapCache, diffMasks, sweepCounts } from "./patching/data";
 import { heatmapsSVG } from "./patching/export";
-import { InputBox, RejectedPanel, markDiff } from "./patching/inputs";
+import { InputBox, RejectedPanel } from "./patching/inputs";
 import { PairsList, parsePairs } from "./patching/pairs";
-import type { CellInfo } from "./patching/site";
+import { DIRECTIONS, METRICS, metricLabel, otherMetric, parseSelected } from "./patching/settings";
 import { SiteCard } from "./patching/site";
+import { SitesMenu } from "./patching/sites";
+import { MetricSummary } from "./patching/summary";
+import { SweepControls } from "./patching/sweep";
+import { TokenRows } from "./patching/tokens";
+import { showCellTooltip } from "./patching/tooltip";
 import { TopList, parseTop } from "./patching/top";
 import { button, h } from "./lib/dom";
 import { fmt3 } from "./lib/format";
 import type { Cell } from "./lib/heatmap";
-import { cellRect } from "./lib/heatmap";
 import { numberOr, strings } from "./lib/json";
 import { asRequestError } from "./lib/protocol";
 import { svgToPNG } from "./lib/raster";
 import { createRedraw, onWidthChange } from "./lib/redraw";
-import { TokenStrip, displayToken } from "./lib/tokens";
-import { placeTooltip } from "./lib/tooltip";
 import type { AnyModel, RenderProps } from "./lib/types";
 import type { ExportItem } from "./lib/widget";
-import { createWidget, progressBar, svgBlob } from "./lib/widget";
+import { createWidget, svgBlob } from "./lib/widget";
 
-export const DIRECTIONS: Array<[string, string]> = [
-  ["denoise", "denoise: clean → corrupted run"],
-  ["noise", "noise: corrupted → clean run"],
-];
-
-export const METRICS: Array<[string, string]> = [
-  ["normalized", "recovery (0 = corrupted, 1 = clean)"],
-  ["logit_diff", "logit diff (answer − wrong)"],
-];
-
-/** Legend text for a metric; `pairs` > 1 says it is the mean over the pairs. */
-export function metricLabel(metric: string, pairs = 1): string {
-  const what = metric === "normalized" ? "recovery (0 = corrupted run, 1 = clean run)" : "logit diff (answer − wrong)";
-  return pairs > 1 ? `${what}, mean over ${pairs} pairs` : what;
-}
-
-/** The switch's text: the other metric, one click away. */
-export function otherMetric(metric: string): { value: string; text: string } {
-  return metric === "normalized" ? { value: "logit_diff", text: "show logit diff" } : { value: "normalized", text: "show recovery" };
-}
-
-/** Parse the `selected` trait: {site, index} or null. */
-export function parseSelected(x: unknown): { site: string; index: number[] } | null {
-  if (!x || typeof x !== "object" || Array.isArray(x)) return null;
-  const s = x as { site?: unknown; index?: unknown };
-  if (typeof s.site !== "string" || !Array.isArray(s.index)) return null;
-  const index = s.index.map(Number);
-  return index.every((v) => Number.isInteger(v) && v >= 0) ? { site: s.site, index } : null;
-}
+export { DIRECTIONS, METRICS, metricLabel, otherMetric, parseSelected } from "./patching/settings";
 
 type Part = "inputs" | "tokens" | "summary" | "sitesMenu" | "maps" | "layout" | "select" | "cell" | "sweep" | "theme" | "pairs" | "top";
 const ALL_PARTS: Part[] = ["inputs", "tokens", "summary", "sitesMenu", "maps", "layout", "select", "cell", "sweep", "theme", "pairs", "top"];
@@ -85,24 +64,10 @@ function render({ model, el }: RenderProps): () => void {
   const metricToggle = button("show logit diff", "lw-metric-toggle", "lw-btn lw-btn-small");
   metricToggle.title = "Shade by the other metric (the results are converted, nothing reruns)";
 
-  const sitesSummary = h("summary", { class: "lw-btn lw-btn-small lw-pt-sites-summary", testid: "lw-sites-summary" });
-  const sitesList = h("div", { class: "lw-pt-sites-list", attrs: { role: "group", "aria-label": "Sites shown" } });
-  const sitesBox = h("details", { class: "lw-pt-sites", testid: "lw-sites" }, [sitesSummary, sitesList]);
+  const sitesMenu = new SitesMenu();
+  const { summary: sitesSummary, list: sitesList, el: sitesBox } = sitesMenu;
 
-  const sweepBtn = button("Run exact sweep", "lw-sweep", "lw-btn lw-btn-primary");
-  sweepBtn.title = "Rerun the model once per cell of every site shown (background; Cancel keeps what is done)";
-  const partialBadge = h("span", { class: "lw-pt-badge lw-pt-partial", testid: "lw-partial", attrs: { role: "status" } });
-  partialBadge.hidden = true;
-  const sweepState = h("span", { class: "lw-summary", testid: "lw-sweep-state" });
-  // Progress of a sweep this view did not request (started from Python, or by another view of the
-  // same widget): from the `sweep_progress` trait, with its own Cancel (request cancel_sweep).
-  const sweepBar = progressBar("lw-sweep-bar");
-  const sweepProgressText = h("span", { class: "lw-summary", testid: "lw-sweep-progress-text" });
-  const cancelSweepBtn = button("Cancel", "lw-cancel-sweep", "lw-btn lw-btn-small");
-  cancelSweepBtn.title = "Stop the sweep after its current batch; what is done stays";
-  const sweepProgress = h("span", { class: "lw-pt-sweep-progress", testid: "lw-sweep-progress" }, [sweepBar.el, sweepProgressText, cancelSweepBtn]);
-  sweepProgress.hidden = true;
-  let cancellingSweep = false;
+  const sweepCtl = new SweepControls();
 
   w.header.append(
     box.promptsEl,
@@ -112,40 +77,20 @@ function render({ model, el }: RenderProps): () => void {
       h("label", { class: "lw-field" }, [h("span", { text: "metric" }), metric]),
       metricToggle,
       sitesBox,
-      sweepBtn,
-      sweepProgress,
-      partialBadge,
-      sweepState,
+      ...sweepCtl.els,
     ]),
   );
 
   // ---- body: summary and tokens ---------------------------------------------------------------
-  const metricName = h("div", { class: "lw-pt-metric-name", testid: "lw-metric-name" });
-  const cleanValue = h("span", { class: "lw-num", testid: "lw-clean-value" });
-  const corruptedValue = h("span", { class: "lw-num", testid: "lw-corrupted-value" });
-  const summary = h("div", { class: "lw-pt-summary", testid: "lw-metric-summary" }, [
-    metricName,
-    h("div", { class: "lw-pt-values-line" }, [
-      h("span", { class: "lw-pt-value-name", text: "clean run" }),
-      cleanValue,
-      h("span", { class: "lw-pt-value-name", text: "corrupted run" }),
-      corruptedValue,
-    ]),
-  ]);
+  const summary = new MetricSummary();
   let posMark: number | null = null;
   const markPos = (i: number | null) => {
     posMark = i;
     invalidate("select");
   };
-  const cleanStrip = new TokenStrip({ layout: "flow", testid: "lw-clean-tokens", itemTestid: "lw-clean-token", onHover: markPos });
-  const corrStrip = new TokenStrip({ layout: "flow", testid: "lw-corrupted-tokens", itemTestid: "lw-corrupted-token", onHover: markPos });
-  const diffCount = h("span", { class: "lw-summary", testid: "lw-diff-count" });
+  const tokenRows = new TokenRows(markPos);
+  const { clean: cleanStrip, corrupted: corrStrip } = tokenRows;
   const rejected = new RejectedPanel();
-  const tokensBox = h("div", { class: "lw-pt-tokens", testid: "lw-tokenizations" }, [
-    h("div", { class: "lw-pt-token-row" }, [h("span", { class: "lw-pt-input-label", text: "clean" }), cleanStrip.el]),
-    h("div", { class: "lw-pt-token-row" }, [h("span", { class: "lw-pt-input-label", text: "corrupted" }), corrStrip.el]),
-    diffCount,
-  ]);
 
   // ---- body: maps, tooltip, cell panel ----------------------------------------------------------
   const mapsList = h("div", { class: "lw-pt-cards" });
@@ -156,7 +101,7 @@ function render({ model, el }: RenderProps): () => void {
   const cellPanel = new CellPanel();
   const pairsList = new PairsList();
   w.body.append(
-    h("div", { class: "lw-pt-top" }, [summary, tokensBox]),
+    h("div", { class: "lw-pt-top" }, [summary.el, tokenRows.el]),
     pairsList.el,
     rejected.el,
     h("div", { class: "lw-main lw-pt-main" }, [mapsEl, cellPanel.el]),
@@ -230,25 +175,18 @@ function render({ model, el }: RenderProps): () => void {
   }
   w.listen(metric, "change", () => setMetric(metric.value));
   w.listen(metricToggle, "click", () => setMetric(otherMetric(String(model.get("metric") ?? "normalized")).value));
-  w.listen(sweepBtn, "click", sweep);
-  w.listen(cancelSweepBtn, "click", () => {
-    cancellingSweep = true;
+  w.listen(sweepCtl.sweepBtn, "click", sweep);
+  w.listen(sweepCtl.cancelBtn, "click", () => {
+    sweepCtl.cancelling = true;
     invalidate("sweep");
     w.client.request("cancel_sweep", {}).catch((e) => {
-      cancellingSweep = false;
+      sweepCtl.cancelling = false;
       invalidate("sweep");
       const err = asRequestError(e, "cancel_sweep");
       if (err.kind !== "disposed") w.showError(err);
     });
   });
-  w.listen(sitesList, "change", () => {
-    const checked = new Set(
-      [...sitesList.querySelectorAll<HTMLInputElement>("input[type=checkbox]")].filter((c) => c.checked).map((c) => c.value),
-    );
-    const current = sites().filter((s) => checked.has(s));
-    const added = [...checked].filter((s) => !current.includes(s));
-    setSites([...current, ...added]);
-  });
+  w.listen(sitesList, "change", () => setSites(sitesMenu.picked(sites())));
   // The sites menu closes on a click elsewhere in the widget, or Esc.
   w.listen(root, "click", (ev) => {
     if (sitesBox.open && !sitesBox.contains(ev.target as Node)) sitesBox.open = false;
@@ -263,33 +201,7 @@ function render({ model, el }: RenderProps): () => void {
 
   // ---- tooltip --------------------------------------------------------------------------------
   function showTooltip(card: SiteCard, cell: Cell | null): void {
-    if (!cell) {
-      tooltip.hidden = true;
-      return;
-    }
-    const info: CellInfo = card.info(cell);
-    tooltip.replaceChildren(
-      h("div", { class: "lw-tooltip-title", testid: "lw-tooltip-title", text: info.title }),
-      h("div", { class: "lw-tooltip-hook", testid: "lw-tooltip-hook", text: info.hook }),
-      ...info.rows.map((r) => {
-        const v = h("span", { class: "lw-tooltip-value", text: r.text });
-        if (r.testid) v.dataset.testid = r.testid;
-        if (r.value !== undefined) v.dataset.value = String(r.value);
-        const row = h("div", { class: "lw-tooltip-row" }, [h("span", { class: "lw-tooltip-name", text: r.name }), v]);
-        row.dataset.name = r.name;
-        return row;
-      }),
-      h("div", { class: "lw-pt-muted", text: "click: rerun with this one patch" }),
-    );
-    tooltip.dataset.site = info.site;
-    tooltip.dataset.index = info.index.join(",");
-    tooltip.hidden = false;
-    const cr = card.heatmap.canvas.getBoundingClientRect();
-    const mr = mapsEl.getBoundingClientRect();
-    const r = cellRect(card.layout, cell.row, cell.col);
-    const x0 = cr.left - mr.left + mapsEl.scrollLeft;
-    const y0 = cr.top - mr.top + mapsEl.scrollTop;
-    placeTooltip(tooltip, { x: x0 + r.x, y: y0 + r.y, w: r.w, h: r.h }, mapsEl.clientWidth || Infinity, 10, 220);
+    showCellTooltip(tooltip, mapsEl, card, cell);
   }
 
   // ---- drawing --------------------------------------------------------------------------------
@@ -314,53 +226,22 @@ function render({ model, el }: RenderProps): () => void {
   }
 
   function renderSitesMenu(): void {
-    const shown = sites();
-    const all = [...available()];
-    for (const s of shown) if (!all.includes(s)) all.push(s);
-    sitesList.replaceChildren(
-      ...all.map((s) => {
-        const box = h("input", { testid: `lw-site-${s}`, attrs: { type: "checkbox", value: s } });
-        box.checked = shown.includes(s);
-        const lab = h("label", { class: "lw-pt-site-option" }, [box, h("span", { text: s })]);
-        lab.dataset.site = s;
-        return lab;
-      }),
-    );
-    sitesSummary.textContent = `sites (${shown.length}) ▾`;
-    sitesSummary.title = shown.join(", ");
+    sitesMenu.render(sites(), available());
   }
 
   function renderTokens(): void {
-    const a = cleanTokens();
-    const b = corruptedTokens();
-    cleanStrip.setTokens(a);
-    corrStrip.setTokens(b);
-    const [ma, mb] = diffMasks(a, b);
-    markDiff(cleanStrip, ma);
-    markDiff(corrStrip, mb);
-    const n = ma.filter(Boolean).length;
-    diffCount.textContent = a.length || b.length ? `${n} position${n === 1 ? "" : "s"} differ${n === 1 ? "s" : ""}` : "";
-    diffCount.dataset.value = String(n);
+    tokenRows.render(cleanTokens(), corruptedTokens());
   }
 
   function renderSummary(): void {
-    const cv = numberOr(model.get("clean_value"));
-    const xv = numberOr(model.get("corrupted_value"));
-    const set = (span: HTMLElement, v: number) => {
-      span.textContent = fmt3(v);
-      span.dataset.value = String(v);
-    };
-    set(cleanValue, cv);
-    set(corruptedValue, xv);
-    const ans = String(model.get("answer") ?? "");
-    const wrong = String(model.get("wrong") ?? "");
-    const m = String(model.get("metric") ?? "normalized");
-    const n = parsePairs(model.get("pairs")).length;
-    const one = !ans.includes("\n") && !wrong.includes("\n");
-    const diff = one ? `logit(“${displayToken(ans)}”) − logit(“${displayToken(wrong)}”)` : "logit(answer) − logit(wrong)";
-    const mean = n > 1 ? `, mean over ${n} pairs` : "";
-    metricName.textContent = m === "normalized" ? `recovery of ${diff}${mean}: 0 = corrupted run, 1 = clean run` : `logit diff = ${diff}${mean}`;
-    metricName.dataset.metric = m;
+    summary.render({
+      cleanValue: numberOr(model.get("clean_value")),
+      corruptedValue: numberOr(model.get("corrupted_value")),
+      answer: String(model.get("answer") ?? ""),
+      wrong: String(model.get("wrong") ?? ""),
+      metric: String(model.get("metric") ?? "normalized"),
+      pairs: parsePairs(model.get("pairs")).length,
+    });
   }
 
   function cardFor(site: string): SiteCard {
@@ -456,38 +337,8 @@ function render({ model, el }: RenderProps): () => void {
   }
 
   function renderSweep(): void {
-    const state = String(model.get("sweep_state") ?? "idle");
     const own = w.client.pending().some((o) => o.kind === "sweep");
-    const sweeping = state === "running" || own;
-    if (!sweeping) cancellingSweep = false;
-    sweepBtn.disabled = sweeping || sites().length === 0;
-    sweepBtn.textContent = sweeping ? "Sweeping…" : "Run exact sweep";
-    const counts = sweepCounts(exact, sites(), attribution);
-    // `sweep_state` is authoritative; entries flagged partial only count when it says nothing.
-    const partial = state === "partial" || (!sweeping && state !== "done" && counts.partial);
-    partialBadge.hidden = !partial;
-    partialBadge.textContent = partial ? `partial (cancelled): ${counts.done} of ${counts.total} cells` : "";
-    partialBadge.dataset.done = String(counts.done);
-    partialBadge.dataset.total = String(counts.total);
-    // A sweep this view did not request: progress and Cancel from the trait (our own requests get
-    // the shared busy bar, fed by progress messages).
-    const sp = model.get("sweep_progress") as { site?: unknown; done?: unknown; total?: unknown; site_index?: unknown; n_sites?: unknown } | null;
-    const spDone = numberOr(sp?.done, 0);
-    const spTotal = numberOr(sp?.total, 0);
-    const showForeign = state === "running" && !own;
-    sweepProgress.hidden = !showForeign;
-    if (showForeign) {
-      sweepBar.set(spDone, spTotal);
-      const si = numberOr(sp?.site_index, NaN);
-      const ns = numberOr(sp?.n_sites, NaN);
-      const where = Number.isFinite(si) && Number.isFinite(ns) && ns > 1 ? ` (site ${si + 1} of ${ns})` : "";
-      sweepProgressText.textContent = spTotal > 0 ? `${typeof sp?.site === "string" ? `${sp.site} ` : ""}${spDone}/${spTotal}${where}` : "starting…";
-      cancelSweepBtn.hidden = (sp as { cancellable?: unknown } | null)?.cancellable === false;
-      cancelSweepBtn.disabled = cancellingSweep;
-      cancelSweepBtn.textContent = cancellingSweep ? "Cancelling…" : "Cancel";
-    }
-    sweepState.dataset.state = state;
-    sweepState.textContent = sweeping ? `exact sweep running: ${counts.done} of ${counts.total} cells` : state === "done" ? "exact sweep done" : "";
+    sweepCtl.render(String(model.get("sweep_state") ?? "idle"), own, sites().length, sweepCounts(exact, sites(), attribution), model.get("sweep_progress"));
   }
 
   function renderCell(): void {
