@@ -128,11 +128,12 @@ _stats = []
 """
 
 
-def _focus_ms(lab: Lab, cell_index: int, layer: int, head: int) -> dict:
+def _focus_ms(lab: Lab, cell_index: int, layer: int, head: int, at: tuple[float, float]) -> dict:
     """Click head (layer, head) in the grid of cell ``cell_index``: ms to its overview drawn, to its
-    first window drawn; then a click in the overview: ms to the moved window drawn."""
+    window drawn; then a click in the overview at fractions ``at`` (down, across): ms to the moved
+    window drawn."""
     return lab.page.evaluate(
-        """async ([index, layer, head]) => {
+        """async ([index, layer, head, down, across]) => {
             const node = window.jupyterapp.shell.currentWidget.content.widgets[index].node;
             const grid = node.querySelector('[data-testid="lw-grid"]');
             const d = grid.dataset, cw = +(d.cellW || d.cell), ch = +(d.cellH || d.cell), gap = +d.gap;
@@ -156,12 +157,12 @@ def _focus_ms(lab: Lab, cell_index: int, layer: int, head: int) -> dict:
             const oc = node.querySelector('[data-testid="lw-overview"]');
             const od = oc.dataset, orr = oc.getBoundingClientRect(), side = +od.rows;
             const t1 = performance.now();
-            oc.dispatchEvent(new MouseEvent('click', {clientX: orr.left + +od.originX + side * 0.5 * +od.cell,
-                                                      clientY: orr.top + +od.originY + side * 0.75 * +od.cell, bubbles: true}));
+            oc.dispatchEvent(new MouseEvent('click', {clientX: orr.left + +od.originX + side * across * +od.cell,
+                                                      clientY: orr.top + +od.originY + side * down * +od.cell, bubbles: true}));
             const moved = await wait(() => focus().dataset.window !== before, t1, 'moved window');
             return {overview, first, moved, window: focus().dataset.window, bin: +panel().dataset.bin, side};
         }""",
-        [cell_index, layer, head],
+        [cell_index, layer, head, at[0], at[1]],
     )
 
 
@@ -210,7 +211,7 @@ def main_long(lengths: list[int], llama: int) -> None:
             for _ in range(3):
                 shown.append(_run_cell(lab, show, drawn % n_layers))
                 lab.wait_idle()
-            focus = [_focus_ms(lab, show, n_layers // 2, h) for h in (1, 2)]
+            focus = [_focus_ms(lab, show, n_layers // 2, 1, (0.75, 0.5)), _focus_ms(lab, show, n_layers // 2, 2, (0.4, 0.2))]
             print(f"  focus: {focus}", file=sys.stderr, flush=True)
             rows.append((name, stats, built, statistics.median(shown), focus, target))
             lab.python(f"{var}.close(); del {var}")  # its memory, before the next case
@@ -225,13 +226,13 @@ def main_long(lengths: list[int], llama: int) -> None:
         line("  run cell (build + show) -> grid drawn", built, target)
         line(f"    of which the kernel's build (wall; {stats['cpu']:.1f} CPU-s)", stats["wall"] * 1000, None)
         line("  show a built grid: run cell -> grid drawn (median of 3)", shown, target)
-        f0 = focus[0]
-        line(f"  click a head -> overview drawn ({f0['side']}² cells, {f0['bin']} tokens a cell; 2nd head)",
-             focus[1]["overview"], 500)
-        line("  click a head -> first 64x64 window drawn (one block rerun; 2nd head)", focus[1]["first"], None)
-        line("  click the overview -> moved window drawn (a slice; 2nd head)", focus[1]["moved"], None)
-        line("  (first head focused: overview / window)", f0["overview"], None)
-        print(f"{'':70} {f0['first']:9.0f}")
+        f0, f1 = focus
+        line(f"  click a head -> overview drawn ({f0['side']}² cells, {f0['bin']} tokens a cell)", f0["overview"], 500)
+        line("  ... -> its first window drawn (the first 64x64 tokens, kept from the run)", f0["first"], 500)
+        line("  click the overview -> window moved (one block rerun for this head)", f0["moved"], None)
+        line("  click a 2nd head -> overview drawn", f1["overview"], 500)
+        line("  ... -> the same window of the 2nd head drawn (one block rerun)", f1["first"], None)
+        line("  click the overview -> window moved (a slice of the kept head)", f1["moved"], None)
 
 
 def main() -> None:
