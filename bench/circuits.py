@@ -13,13 +13,17 @@ Targets (issue 8), measured in the same run:
 Cases: the factual pair ("The Eiffel Tower is located in the city of" -> " Paris" vs "The
 Colosseum ..." -> " Rome", 11 tokens) and a batch of 8 prompts of 100 tokens (different
 89-token lead-ins before the same pair). "One forward" is ``model(tokens)`` without gradients
-(full logits), median of three; EAP is the best of two after a warm-up call, the rest one run. Memory is the process's peak resident set above its level before
-the call (sampled every 2 ms; on CUDA ``max_memory_allocated``). ``--quick``: the pair only.
+(full logits), median of three, timed again just before each item (the shared machine's load
+drifts; it is printed per item), in wall time and in process CPU time (which another
+process's turns on the cores do not count); each item one run, after a warm-up call of EAP.
+Memory is the process's peak resident set above its level before the call (sampled every 2
+ms; on CUDA ``max_memory_allocated``). ``--quick``: the pair only.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import threading
@@ -80,6 +84,11 @@ def peak_extra_bytes(fn):
     return dt, out, max(peak[0], _rss()) - start
 
 
+def _ig_with_memory(model, clean, corrupted, metric):
+    dt, ig, mem = peak_extra_bytes(lambda: edge_attribution(model, clean, corrupted, metric, method="eap-ig", steps=5))
+    return dt, (ig, mem)
+
+
 def pair(model):
     clean, corrupted = model.to_tokens(CLEAN), model.to_tokens(CORRUPTED)
     assert clean.shape == corrupted.shape, (clean.shape, corrupted.shape)
@@ -97,42 +106,57 @@ def batch(model, n: int = 8, length: int = 100):
     return torch.stack(rows_c), torch.stack(rows_r)
 
 
-def forward_seconds(model, tokens) -> float:
+def forward_seconds(model, tokens) -> tuple[float, float]:
+    """(wall, process CPU) seconds of one forward without gradients, medians of three."""
     with torch.no_grad():
         model(tokens)
-        times = []
+        wall, cpu = [], []
         for _ in range(3):
-            t0 = time.perf_counter()
-            model(tokens)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+            dt, (dc, _) = timed(lambda: cpu_timed(lambda: model(tokens)))
+            wall.append(dt)
+            cpu.append(dc)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def cpu_timed(fn):
+    """(process CPU seconds, result) of ``fn()``: less moved by other processes on the cores
+    than wall time (on a loaded 2-core machine wall time counts their turns too)."""
+    c0 = time.process_time()
+    out = fn()
+    return time.process_time() - c0, out
 
 
 def run_case(name, model, clean, corrupted, metric, exact_sample: int):
-    fwd = forward_seconds(model, clean)
+    # the CI machines are shared and their load drifts within a run: each item is divided by a
+    # forward timed just before it (its median of three), and the load is printed beside it
     edge_attribution(model, clean, corrupted, metric, method="eap")  # warm-up (first hooked runs)
-    t_eap = min(timed(lambda: edge_attribution(model, clean, corrupted, metric, method="eap"))[0] for _ in range(2))
-    t_ig, ig, mem = peak_extra_bytes(lambda: edge_attribution(model, clean, corrupted, metric, method="eap-ig", steps=5))
-    t_curve, curve = timed(lambda: faithfulness_curve(model, clean, corrupted, metric, ig))
+    rows, fwds = [], []
+
+    def item(what, target, fn, edges=0):
+        fwd, fwd_cpu = forward_seconds(model, clean)
+        fwds.append(fwd)
+        c0 = time.process_time()
+        dt, out = fn()
+        cpu = time.process_time() - c0
+        rows.append([what, dt, dt / fwd, cpu / fwd_cpu, target if not edges else f"{edges / dt:.1f} edges/s",
+                     f"{os.getloadavg()[0]:.1f}"])
+        return out
+
+    item("EAP (all edges)", "<= 5", lambda: timed(lambda: edge_attribution(model, clean, corrupted, metric, method="eap")))
+    t_mem = item("EAP-IG, 5 steps", "<= 18", lambda: _ig_with_memory(model, clean, corrupted, metric))
+    ig, mem = t_mem
+    curve = item("faithfulness curve (20 circuits)", "<= 12", lambda: timed(lambda: faithfulness_curve(model, clean, corrupted, metric, ig)))
     graph = ig.graph
     gen = torch.Generator().manual_seed(0)
     edges = torch.randperm(graph.n_edges, generator=gen)[:exact_sample].sort().values
     masks = torch.zeros(len(edges), graph.n_edges, dtype=torch.bool)
     masks[torch.arange(len(edges)), edges] = True
     runs = ig._runs
-    t_exact, _ = timed(lambda: ep.evaluate(runs, masks, "patch", metric))
+    item(f"exact, {len(edges)} sampled edges", "", lambda: timed(lambda: ep.evaluate(runs, masks, "patch", metric)), edges=len(edges))
     n, p = clean.shape
     buffer = n * p * len(graph.writers) * int(model.cfg.d_model) * 4
-    print(f"\n{name}: batch {n} x {p} tokens, {graph.n_edges} edges, one forward {fwd * 1000:.0f} ms")
-    print_table(
-        ["what", "seconds", "x forward", "target"],
-        [
-            ["EAP (all edges)", t_eap, t_eap / fwd, "<= 5"],
-            ["EAP-IG, 5 steps", t_ig, t_ig / fwd, "<= 18"],
-            ["faithfulness curve (20 circuits)", t_curve, t_curve / fwd, "<= 12"],
-            [f"exact, {len(edges)} sampled edges", t_exact, t_exact / fwd, f"{len(edges) / t_exact:.1f} edges/s"],
-        ],
-    )
+    print(f"\n{name}: batch {n} x {p} tokens, {graph.n_edges} edges, one forward {min(fwds) * 1000:.0f}-{max(fwds) * 1000:.0f} ms")
+    print_table(["what", "seconds", "x forward", "x forward (CPU)", "target", "load"], rows)
     print(f"EAP-IG peak extra memory {mem / 2**20:.0f} MiB; its buffer (batch x pos x {len(graph.writers)} "
           f"writers x d_model floats) {buffer / 2**20:.0f} MiB; ratio {mem / buffer:.2f}")
     print("faithfulness (top):   ", " ".join(f"{v:.2f}" for v in curve.faithfulness.tolist()))
