@@ -112,14 +112,22 @@ def long_prompts(lens, name: str, lengths: list[int]) -> None:
         grid = lens.attention(prompt)
         build = time.perf_counter() - t0
         T = len(grid.tokens)
-        t0 = time.perf_counter()
-        reply = widget_click(grid, "pattern", {"layer": lens.n_layers // 2, "head": 1})
-        focus = time.perf_counter() - t0
+        layer = lens.n_layers // 2
+        timed = {}
+        for what, kind, args in [
+            ("overview", "overview", {"layer": layer, "head": 1}),
+            ("first window", "window", {"layer": layer, "head": 1, "q0": 0, "q1": 64, "k0": 0, "k1": 64}),
+            ("moved window (block rerun)", "window", {"layer": layer, "head": 1, "q0": T - 64, "q1": T, "k0": T // 2, "k1": T // 2 + 64}),
+            ("moved again (slice)", "window", {"layer": layer, "head": 1, "q0": T - 128, "q1": T - 64, "k0": 0, "k1": 64}),
+        ]:
+            t0 = time.perf_counter()
+            reply = widget_click(grid, kind, args)
+            timed[what] = (time.perf_counter() - t0, reply["bytes"])
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        focus = ", ".join(f"{w} {t * 1000:.0f} ms ({b / 1e6:.2f} MB)" for w, (t, b) in timed.items())
         print(f"{name} long: {T} tokens, {lens.n_layers}x{lens.n_heads} heads: grid built in {build:.1f} s, "
               f"display sends {display_bytes(grid) / 1e6:.2f} MB (bound 8 MB; thumbnails "
-              f"{grid.patterns_meta['size']}² {grid.patterns_meta['dtype']}), focus request {focus * 1000:.0f} ms "
-              f"({reply['bytes'] / 1e6:.2f} MB), peak RSS {rss:.0f} MB")
+              f"{grid.patterns_meta['size']}² {grid.patterns_meta['dtype']}); focus: {focus}; peak RSS {rss:.0f} MB")
 
 
 def main() -> None:
