@@ -62,6 +62,20 @@ def block_flops(model: Any) -> float:
     return flops
 
 
+# What one element of an elementwise op (norms, rotary, softmax, masks, activations) costs on
+# this class of CPU in FLOPs of dense matmul: they are memory-bound, ~50-100x slower per element.
+ELEMENTWISE_FLOPS = 64
+
+
+def token_cost(model: Any, p: int) -> float:
+    """What one token through one block costs, in matmul FLOPs: its parameters' FLOPs, the
+    attention products over ``p`` keys, and ~``24 d_model + 8 n_heads p`` elementwise elements.
+    On SmolLM2 the parameters dominate; on the toy model (d_model 64) the rest is ~5x them."""
+    cfg = model.cfg
+    d, h = int(cfg.d_model), int(cfg.n_heads)
+    return block_flops(model) + 4.0 * p * d + ELEMENTWISE_FLOPS * (24 * d + 8 * h * p)
+
+
 def runs_per_batch(
     model: Any, n: int, p: int, engine: str, batch_size: int | None, length: int | None = None
 ) -> int:
@@ -93,7 +107,7 @@ def first_batch_size(
     not also another axis length (captured block inputs are told apart from other tensors by
     their first axis)."""
     cfg = model.cfg
-    per_token_layer = block_flops(model)
+    per_token_layer = token_cost(model, p)
     budget = BLOCK_CALL_FLOPS * int(cfg.n_layers)
     total, k = 0.0, 0
     for cell in order[: max(1, want)]:
@@ -126,7 +140,7 @@ def next_chunk(
     cap = runs_per_batch(model, n, p, "fast", batch_size, length=p - s0)
     n_layers = int(model.cfg.n_layers)
     budget = BLOCK_CALL_FLOPS * n_layers
-    per_token_layer = block_flops(model)
+    per_token_layer = token_cost(model, p)
     chunk = [order[i]]
     extra = 0.0
     for cell in order[i + 1 :]:

@@ -35,9 +35,10 @@ attention + MLP blocks (Pythia, GPT-J: ``resid_post = resid_pre + attn_out + mlp
 sublayers reading ``resid_pre``) have no residual between attention and MLP: ``resid_mid`` is
 refused there with an :class:`InputError`, as on attention-only models.
 
-The sweep is batched (see ``_patching_engine``): many patched runs share one forward batch, and
-a run patched at layer ``L`` computes only blocks ``L`` and later. On SmolLM2 that is more than
-ten times faster than TransformerLens's one-forward-per-cell loop.
+The sweep is batched (see ``_patching_engine``): many patched runs share one forward batch, a
+run patched at layer ``L`` computes only blocks ``L`` and later, and a run patched at position
+``p`` only positions ``p`` and later (with the unpatched run's keys and values before ``p``).
+On SmolLM2 that is several times faster than TransformerLens's one-forward-per-cell loop.
 """
 
 from __future__ import annotations
@@ -438,7 +439,11 @@ def patch_sweep(
         clean_tokens, corrupted_tokens: ``[batch, pos]`` token ids (or ``[pos]``, or text), the
             same shape: prompt ``i`` of one batch pairs with prompt ``i`` of the other.
         metric: maps the logits of one run of the whole prompt batch ``[batch, pos, vocab]`` to a
-            scalar (see :mod:`lenswidget.analysis.metrics`); any callable works.
+            scalar (see :mod:`lenswidget.analysis.metrics`); any callable works. A metric that
+            reads only some positions may say so with a ``positions`` attribute (a tuple of ints,
+            negative from the end, e.g. ``metric.positions = (-1,)``; the built-in metrics have
+            it): the final norm and unembedding then run only there, and the logits it gets are
+            NaN elsewhere. Without it every position is unembedded for every patched run.
         site: a key of :data:`SITES` (the suffix of a TransformerLens ``get_act_patch_*``).
         direction: ``"denoise"`` (default, TransformerLens's): clean activations into the
             corrupted run. ``"noise"``: corrupted activations into the clean run.
