@@ -152,7 +152,8 @@ def _focus_ms(lab: Lab, cell_index: int, layer: int, head: int, at: tuple[float,
             const t0 = performance.now();
             grid.dispatchEvent(new MouseEvent('click', {clientX: x, clientY: y, bubbles: true}));
             const overview = await wait(() => panel() && !panel().hidden && panel().dataset.head === key && panel().dataset.drawnAt, t0, 'overview');
-            const first = await wait(() => focus() && !focus().hidden && focus().dataset.head === key && focus().dataset.window, t0, 'window');
+            const first = await wait(() => focus() && !focus().hidden && focus().dataset.head === key && focus().dataset.window
+                && (([a, b]) => b > a)(focus().dataset.window.split(',').map(Number)), t0, 'window');
             const before = focus().dataset.window;
             const oc = node.querySelector('[data-testid="lw-overview"]');
             const od = oc.dataset, orr = oc.getBoundingClientRect(), side = +od.rows;

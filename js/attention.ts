@@ -390,6 +390,9 @@ function render({ model, el }: RenderProps): () => void {
           if (win && win.key === key) {
             const [q0, q1, k0, k1] = win.b;
             focus.setHead(f, win.data, labels, scoreList, { q0, k0, rows: q1 - q0, cols: k1 - k0 });
+          } else if (big && over?.key === key) {
+            // the overview first; the window follows (a rerun of this head's block)
+            focus.setHead(f, new Float32Array(0), labels, scoreList, { q0: b[0], k0: b[2], rows: 0, cols: 0 });
           }
         }
         if (focus.shownHead() === key) {

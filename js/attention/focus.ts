@@ -402,6 +402,8 @@ export class FocusPanel {
       this.info.dataset.q = String(cell.row);
       this.info.dataset.k = String(cell.col);
       this.info.dataset.value = String(v);
+    } else if (rows === 0) {
+      this.info.replaceChildren(h("span", { class: "lw-info-hint", text: "Loading the window (this head's block reruns once)…" }));
     } else {
       const hint = partial ? " Wheel: move the window (Shift: keys)." : "";
       this.info.replaceChildren(

@@ -637,6 +637,26 @@ describe("AttentionGrid on a long prompt (pooled thumbnails)", () => {
     pc.dispatchEvent(new WheelEvent("wheel", { deltaY: 100, bubbles: true, cancelable: true }));
     await tick();
     expect(last(m.requests()).args).toEqual({ layer: 1, head: 2, q0: 4, q1: 20, k0: 0, k1: 16 });
+    reply(last(m.requests()).id, 4, 0);
+    await tick();
+    // another head: its overview is drawn at once, its window (same place) when the kernel sends it
+    m.set("focus", [0, 1]);
+    await tick();
+    const ov2 = last(m.requests().filter((r) => r.kind === "overview"));
+    const w2 = last(m.requests().filter((r) => r.kind === "window"));
+    expect(ov2.args).toEqual({ layer: 0, head: 1 });
+    expect(w2.args).toEqual({ layer: 0, head: 1, q0: 4, q1: 20, k0: 0, k1: 16 });
+    m.receive(
+      { type: "reply", id: ov2.id, ok: true, result: { layer: 0, head: 1, meta: { dtype: "f16", shape: [(OS * (OS + 1)) / 2], scale: 1, offset: 0, layout: "tril", size: OS, pos: P, bin: 2, pooled: true } } },
+      [f16Bytes(tril(overFull, 1, OS))],
+    );
+    await tick();
+    await tick();
+    expect(tid("lw-focus")!.hidden).toBe(false);
+    expect(tid("lw-focus")!.dataset.head).toBe("0,1");
+    expect(tid("lw-overview-panel")!.dataset.head).toBe("0,1");
+    expect(tid("lw-focus")!.dataset.window).toBe("4,4,0,0"); // no values yet
+    expect(tid("lw-focus-info")!.textContent!.toLowerCase()).toContain("loading"); // (row 5 is still locked)
   });
 });
 
