@@ -19,13 +19,17 @@ weights for that reader only: a head's query is ``ln1(x_q) @ W_Q[h] + b_Q[h]`` w
 (per KV group on grouped-query models). Patched runs call the blocks one by one from the first
 layer a patch can change, with the inputs (attention masks, rotary tables) the model's own
 forward gave them, many circuits ("rows") in one batch; logits are computed only at the
-positions the metric reads. The gradient methods (EAP, EAP-IG) live in :mod:`._edge_gradients`.
+positions the metric reads. A row keeps only what its edges need: the changes of the writers
+with an edge in its set ([R, k, batch, pos, d_model], k of them, not every writer), one matmul
+per layer for all q/k/v inputs (and one per MLP), and a head's input recomputed only in the rows
+where an edge feeds it (the others read the corrupted, or their own run's, value). The
+gradient methods (EAP, EAP-IG) live in :mod:`._edge_gradients`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
