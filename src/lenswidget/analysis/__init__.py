@@ -26,6 +26,8 @@ _EXPORTS: dict[str, str] = {
     "stream_attention": "attention_stream",
     "StreamedAttention": "attention_stream",
     "head_pattern": "attention_stream",
+    "PatternOverview": "attention_stream",
+    "PatternWindow": "attention_stream",
     # ablation.py: hooked reruns with heads removed
     "ablate_heads": "ablation",
     "AblationResult": "ablation",
