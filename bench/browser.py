@@ -30,7 +30,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -187,13 +186,9 @@ def main_long(lengths: list[int], llama: int) -> None:
     drawn = "const g = node.querySelector('[data-testid=\"lw-grid\"]'); return !!(g && +g.dataset.rows === %d && g.dataset.drawMs);"
     rows = []
     with tempfile.TemporaryDirectory() as tmp, jupyter_lab(Path(tmp)) as server, chromium() as browser:
-        nb = nbformat.v4.new_notebook()
-        nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
-        nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-        nbformat.write(nb, server["root"] / "bench_long.ipynb")
         page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
         lab = Lab(page, server)
-        lab.open("bench_long.ipynb")
+        lab.open(lab.write_notebook("bench_long.ipynb", cells))
         _run_cell(lab, 0, "return node.querySelector('.jp-OutputArea-output') !== null", 300_000)
         lab.wait_idle()
         lab.python("print(smol.n_layers)")  # the setup cell worked (raises otherwise)
@@ -252,13 +247,9 @@ def main() -> None:
 
 def main_quick() -> None:
     with tempfile.TemporaryDirectory() as tmp, jupyter_lab(Path(tmp)) as server, chromium() as browser:
-        nb = nbformat.v4.new_notebook()
-        nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
-        nb.cells = [nbformat.v4.new_code_cell(c) for c in CELLS]
-        nbformat.write(nb, server["root"] / "bench_browser.ipynb")
         page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
         lab = Lab(page, server)
-        lab.open("bench_browser.ipynb")
+        lab.open(lab.write_notebook("bench_browser.ipynb", CELLS))
         _run_cell(lab, 0, "return node.querySelector('.jp-OutputArea-output') !== null", 240_000)
         lab.wait_idle()
         n_tokens = int(lab.python("print(smol.tokenize(%r).shape[1])" % SMOL_PROMPT))

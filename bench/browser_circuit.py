@@ -21,7 +21,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -92,13 +91,9 @@ def _run_cell(lab: Lab, index: int, timeout_ms: int) -> None:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, jupyter_lab(Path(tmp)) as server, chromium() as browser:
-        nb = nbformat.v4.new_notebook()
-        nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
-        nb.cells = [nbformat.v4.new_code_cell(c) for c in CELLS]
-        nbformat.write(nb, server["root"] / "bench_circuit.ipynb")
         page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
         lab = Lab(page, server)
-        lab.open("bench_circuit.ipynb")
+        lab.open(lab.write_notebook("bench_circuit.ipynb", CELLS))
         _run_cell(lab, 0, 300_000)
         _run_cell(lab, 1, 900_000)
         page.wait_for_selector('[data-testid="lw-ci-graph"] [data-edge]', state="attached", timeout=60_000)
