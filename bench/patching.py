@@ -171,6 +171,16 @@ def compare(name, model, clean, corrupted, metric, site, gflops, repeat, target=
     ]
 
 
+def batched_rows(case, model, clean, corrupted, metric, gflops, repeat) -> list:
+    """The rows of ``case``'s sites in BATCHED_TARGETS, each printed as it is measured."""
+    rows = []
+    for (name, site), target in BATCHED_TARGETS.items():
+        if name == case:
+            rows.append(compare(case, model, clean, corrupted, metric, site, gflops, repeat=repeat, target=target))
+            _show(rows[-1])
+    return rows
+
+
 def _show(row) -> None:
     print("  " + " ".join(str(x) if not isinstance(x, float) else f"{x:.3g}" for x in row[:9]), flush=True)
 
@@ -198,11 +208,7 @@ def main() -> None:
 
     model, clean, corrupted, metric = toy_batch_case()
     print(f"toy batch: prompts {tuple(clean.shape)}")
-    for site in ("resid_pre", "attn_head_out_by_pos"):
-        target = BATCHED_TARGETS[("toy4x33", site)]
-        row = compare("toy4x33", model, clean, corrupted, metric, site, gflops_start, repeat=3, target=target)
-        rows.append(row)
-        _show(row)
+    rows += batched_rows("toy4x33", model, clean, corrupted, metric, gflops_start, repeat=3)
 
     try:
         model, clean, corrupted, metric = smollm2_case()
@@ -220,11 +226,7 @@ def main() -> None:
         if args.ioi:
             clean, corrupted, metric = ioi_case(model)
             print(f"SmolLM2 IOI: prompts {tuple(clean.shape)}")
-            for site in ("resid_pre", "attn_head_out_all_pos"):
-                target = BATCHED_TARGETS[("ioi8", site)]
-                row = compare("ioi8", model, clean, corrupted, metric, site, gflops_start, repeat=1, target=target)
-                rows.append(row)
-                _show(row)
+            rows += batched_rows("ioi8", model, clean, corrupted, metric, gflops_start, repeat=1)
 
     gflops_end = matmul_gflops()
     print(f"\n2048x2048 float32 matmul: {gflops_start:.0f} GFLOP/s at the start, {gflops_end:.0f} at the end")

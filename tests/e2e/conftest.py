@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .harness import Lab, chromium, jupyter_lab
+from .harness import chromium, jupyter_lab, new_lab
 
 
 def pytest_collection_modifyitems(items):
@@ -27,8 +27,5 @@ def browser():
 
 @pytest.fixture()
 def lab(browser, jupyter_server):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    yield Lab(page, jupyter_server)
-    context.close()
+    with new_lab(browser, jupyter_server) as lab:
+        yield lab

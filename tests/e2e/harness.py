@@ -185,3 +185,19 @@ class Lab:
             time.sleep(0.2)
 
 
+@contextmanager
+def new_lab(browser, jupyter_server, notebook: str | None = None, run_all_ms: int = 0):
+    """A fresh browser context on the server, with ``notebook`` opened (and run, given
+    ``run_all_ms``); closed on exit."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    lab = Lab(page, jupyter_server)
+    if notebook:
+        lab.open(notebook)
+    if run_all_ms:
+        lab.run_all(timeout_ms=run_all_ms)
+    try:
+        yield lab
+    finally:
+        context.close()

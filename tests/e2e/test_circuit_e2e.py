@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from .harness import Lab
+from .harness import Lab, new_lab
 
 CIRCUITS = "__import__('lenswidget.analysis.circuits', fromlist=['x'])"
 
@@ -15,14 +15,8 @@ CIRCUITS = "__import__('lenswidget.analysis.circuits', fromlist=['x'])"
 @pytest.fixture(scope="module")
 def circuits_lab(browser, jupyter_server):
     """circuits.ipynb open and run (the toy induction circuit is its first widget)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    lab = Lab(page, jupyter_server)
-    lab.open("circuits.ipynb")
-    lab.run_all(timeout_ms=500_000)
-    yield lab
-    context.close()
+    with new_lab(browser, jupyter_server, "circuits.ipynb", run_all_ms=500_000) as lab:
+        yield lab
 
 
 def _toy(lab: Lab):

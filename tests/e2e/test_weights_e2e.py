@@ -6,20 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from .harness import Lab
+from .harness import new_lab
 
 
 @pytest.fixture(scope="module")
 def weights_lab(browser, jupyter_server):
     """weights.ipynb open and run (the toy model's view is its first widget)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    lab = Lab(page, jupyter_server)
-    lab.open("weights.ipynb")
-    lab.run_all(timeout_ms=420_000)
-    yield lab
-    context.close()
+    with new_lab(browser, jupyter_server, "weights.ipynb", run_all_ms=420_000) as lab:
+        yield lab
 
 
 def _click_cell(canvas, row: int, col: int) -> None:
