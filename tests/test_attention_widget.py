@@ -355,9 +355,15 @@ def test_focus_overview_and_window_on_a_long_prompt(sharp_lens, monkeypatch):
         bad = wire.request("window", {"layer": 2, "head": 1, **args})
         assert not bad["ok"] and fragment in bad["error"]["message"] and grid.error["kind"] == "input"
         assert grid.focus_window == [0, 5, 0, 5]
+    junk = wire.request("window", {"layer": 2, "head": 1, "q0": "<b>x</b>", "q1": None, "k0": 0, "k1": 10})
+    assert not junk["ok"] and "must be int" in junk["error"]["message"] and grid.focus_window == [0, 5, 0, 5]
     with pytest.raises(InputError, match="at most 256"):
         grid.window(0, 257, 0, 10)
     with pytest.raises(Exception, match="not inside"):
         grid.focus_window = [0, T + 5, 0, 1]
+    with pytest.raises(Exception, match="expected an int"):
+        grid.focus_window = ["junk", 1, 0, 1]
+    with pytest.raises(InputError, match="must be integers"):
+        grid.window("junk", 1, 0, 1)
     assert wire.request("window", {"layer": 1, "head": 0, "q0": 0, "q1": 8, "k0": 0, "k1": 8})["ok"]
     assert grid.error == {}

@@ -275,7 +275,13 @@ def check_window(pos: int, q0: int, q1: int, k0: int, k1: int, max_side: int) ->
     """Check a window of queries ``q0 <= q < q1`` and keys ``k0 <= k < k1`` of a ``pos``-token
     pattern: inside it, not empty, at most ``max_side`` tokens a side. Returns the bounds as ints;
     an :class:`InputError` naming what is wrong otherwise."""
-    bounds = tuple(int(x) for x in (q0, q1, k0, k1))
+    try:
+        bounds = tuple(int(x) for x in (q0, q1, k0, k1))
+    except (TypeError, ValueError):
+        raise InputError(
+            f"Window bounds must be integers, got {[q0, q1, k0, k1]!r}.",
+            details={"window": [repr(x) for x in (q0, q1, k0, k1)]},
+        ) from None
     q0, q1, k0, k1 = bounds
     if not (0 <= q0 < q1 <= pos and 0 <= k0 < k1 <= pos):
         raise InputError(
