@@ -212,3 +212,12 @@ def merge_logits(part: torch.Tensor, base_logits: torch.Tensor, start: int,
     if after:
         out[:, after] = part
     return out
+
+
+def shared_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
+    """How many leading positions two prompt batches ``[n, n_pos]`` share in every prompt: the
+    first position where some prompt's tokens differ (``n_pos`` when they are equal). Attention
+    is causal, so at those positions every activation of the two runs is the same: a patch there
+    copies a value onto itself, and runs that mix the two can start at this position."""
+    differs = (a != b).any(0).nonzero()
+    return int(differs[0]) if differs.numel() else int(a.shape[-1])
