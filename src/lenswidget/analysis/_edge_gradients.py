@@ -6,10 +6,11 @@ of reader ``r``. The forward is the model's own (hooks change no value); the rea
 are taken where they are cheap:
 
 * a head's (KV group's) query/key/value input: the value at ``attn.hook_q``/``k``/``v`` goes
-  through :class:`_PerHeadInput`, whose forward returns it unchanged and whose backward turns its
-  gradient [rows, pos, G, d_head] into one gradient per head of the residual that head reads
-  (``W_Q[g]``, then the vector-Jacobian product of the model's own ``ln1`` at that residual,
-  for all G heads at once), and returns their sum to the residual, as the model's graph would;
+  through :class:`~._edge_head_grads._PerHeadInput`, whose forward returns it unchanged and
+  whose backward turns its gradient [rows, pos, G, d_head] into one gradient per head of the
+  residual that head reads (``W_Q[g]``, then the vector-Jacobian product of the model's own
+  ``ln1`` at that residual, for all G heads at once), and returns their sum to the residual, as
+  the model's graph would;
 * an MLP's input (``ln2.hook_in``) and the final residual (``ln_final.hook_in``): a tensor hook.
 
 Runs stop at the final residual; the metric's logits are computed only at the positions it
@@ -18,6 +19,11 @@ and contracted with the writers' changes in one matmul per layer,
 ``delta[:n_up] [n_up, batch*pos*d] @ grads [batch*pos*d, readers]``; when the steps take several
 batches they are accumulated first (one contraction in all) if that buffer fits
 ``MAX_ACC_ELEMENTS``. Nothing [n_edges, batch, pos, d_model] is built.
+
+When the clean and corrupted prompts share their first ``k`` positions (and the batch is not
+short), the clean run and every forward/backward compute only positions ``k..``, attending to the
+corrupted run's keys and values before ``k``: exact, because ``delta_u`` is zero there and the
+interpolated embeddings equal the corrupted ones (:mod:`._edge_prefix`, :func:`_prefix_scores`).
 """
 
 from __future__ import annotations
@@ -26,12 +32,15 @@ from typing import Any, Callable
 
 import torch
 
+from ..errors import InputError
+from . import _edge_prefix as prefix
 from ._circuit_graph import ComponentGraph
-from ._edge_patching import (
-    Runs, Weights, _groups, _hook_names, _reader_edge_index, capture_block_inputs, check_additive,
-    final_metric, recording_hooks, run_to_final, stack_outputs,
+from ._edge_head_grads import _PerHeadInput
+from ._edge_runs import (
+    Runs, Weights, _groups, _hook_names, _reader_edge_index, _Stop, capture_block_inputs, check_additive,
+    corrupted_forward, final_metric, recording_hooks, run_to_final, stack_outputs,
 )
-from ._patching_engine import _map_batch, metric_positions
+from ._patching_engine import _ERRORS, _map_batch, _unembed, eval_metric, metric_positions
 
 # tokens one gradient batch may hold (its activations are kept for the backward pass)
 MAX_GRAD_TOKENS = 1024
@@ -40,102 +49,6 @@ SHARED_CLEAN_TOKENS = 512
 # float elements of the buffer that sums the readers' gradients over batches (1 GiB in float32);
 # beyond it, each batch is contracted on its own
 MAX_ACC_ELEMENTS = 1 << 28
-
-
-class _PerHeadInput(torch.autograd.Function):
-    """Identity on a ``hook_q``/``k``/``v`` value whose backward gives each head's residual its own
-    gradient (see the module docstring) and hands those [G, rows, pos, d] to ``sink``."""
-
-    @staticmethod
-    def forward(ctx, res: torch.Tensor, value: torch.Tensor, spec: tuple) -> torch.Tensor:  # noqa: ANN001
-        ctx.spec = spec
-        ctx.save_for_backward(res)
-        return value.clone()
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205
-        (res,) = ctx.saved_tensors
-        weights, layer, kind, sink = ctx.spec
-        W = weights.get(f"W_{kind.upper()}", layer)  # [G, d, dh]
-        norm = _norm(weights, layer, res)
-        if norm is None:  # any norm: autograd through the model's own ln1, on one copy per head
-            gy = torch.einsum("npge,gde->gnpd", grad.to(W.dtype), W)  # [G, rows, p, d]
-            gx = _ln_vjp(weights.model.blocks[layer].ln1, res, gy)
-        else:  # LayerNorm / RMSNorm, in closed form (checked against autograd by _norm)
-            gx = _norm_vjp(norm, W, grad)
-        sink.add(layer, kind, gx)
-        return gx.sum(0).to(res.dtype), None, None
-
-
-def _ln_vjp(ln: Any, res: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
-    """[G, *res.shape]: the vector-Jacobian product of ``ln`` at ``res`` with each ``gy[g]``."""
-    G = gy.shape[0]
-    with torch.enable_grad():
-        xe = res.detach().unsqueeze(0).expand(G, *res.shape).reshape(G * res.shape[0], *res.shape[1:])
-        xe.requires_grad_(True)
-        y = ln(xe)
-        (gx,) = torch.autograd.grad(y, xe, gy.reshape(y.shape).to(y.dtype))
-    return gx.reshape(G, *res.shape)
-
-
-def _norm(weights: Weights, layer: int, res: torch.Tensor) -> dict | None:
-    """The closed form of ``ln1`` at ``res``: ``ln1(x) = w * xn + b`` with ``xn`` the
-    RMS-normalized (``centred``: mean-removed) ``x`` times ``s = 1 / sqrt(mean + eps)``. ``w`` is
-    read off the module (``(ln1(x) - ln1(-x)) / 2 = w * xn``, least squares over positions), and
-    the closed-form gradient is checked once per layer against autograd through the module;
-    None (use autograd) for any other norm or a failed check."""
-    cfg = weights.model.cfg
-    kind = str(getattr(cfg, "normalization_type", "") or "")
-    if kind not in ("LN", "LNPre", "RMS", "RMSPre") or not res.dtype.is_floating_point:
-        return None
-    ln = weights.model.blocks[layer].ln1
-    key = ("norm", layer)
-    centred = kind.startswith("LN")
-    eps = float(getattr(cfg, "eps", 1e-5))
-    with torch.no_grad():
-        x = res.detach().float()
-        xc = x - x.mean(-1, keepdim=True) if centred else x
-        s = torch.rsqrt(xc.pow(2).mean(-1, keepdim=True) + eps)
-        xn = xc * s
-        if key not in weights._cache:
-            t = res.detach().reshape(-1, res.shape[-1])[:64]
-            D = (ln(t[None]) - ln(-t[None]))[0].float() / 2
-            nt = xn.reshape(-1, xn.shape[-1])[:64]
-            w = (D * nt).sum(0) / nt.pow(2).sum(0).clamp_min(1e-30)
-            norm = {"w": w, "centred": centred, "s": s[:1], "xn": xn[:1]}
-            g = torch.randn(2, *res[:1].shape, generator=torch.Generator().manual_seed(0)).to(res.device, res.dtype)
-            want = _ln_vjp(ln, res[:1], g).float()
-            got = _closed_vjp(norm, g.float())
-            ok = bool(((got - want).abs().max() <= 1e-4 * (1 + want.abs().max())).item())
-            weights._cache[key] = w if ok else None
-    w = weights._cache[key]
-    return None if w is None else {"w": w, "centred": centred, "s": s, "xn": xn}
-
-
-def _closed_vjp(norm: dict, gy: torch.Tensor) -> torch.Tensor:
-    """``s * (a - mean(a) - xn * mean(a * xn))`` with ``a = w * gy`` [G, rows, p, d] (no mean(a)
-    term for RMSNorm)."""
-    a = gy * norm["w"]
-    xn, s = norm["xn"], norm["s"]
-    out = a - xn * (a * xn).mean(-1, keepdim=True)
-    if norm["centred"]:
-        out = out - a.mean(-1, keepdim=True)
-    return out * s
-
-
-def _norm_vjp(norm: dict, W: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """:func:`_closed_vjp` of ``grad`` [rows, p, G, dh] through ``W`` [G, d, dh], with the weight
-    folded into ``W`` and the per-position scalars taken in the head dimension."""
-    Wf = W.float() * norm["w"][None, :, None]  # [G, d, dh]
-    g = grad.float()
-    xn, s = norm["xn"], norm["s"]
-    d = xn.shape[-1]
-    a = torch.einsum("npge,gde->gnpd", g, Wf)  # [G, rows, p, d]
-    m2 = torch.einsum("npge,npge->gnp", g, torch.einsum("npd,gde->npge", xn, Wf)) / d
-    a.sub_(xn[None] * m2[..., None])
-    if norm["centred"]:
-        a.sub_((torch.einsum("npge,ge->gnp", g, Wf.sum(1)) / d)[..., None])
-    return a.mul_(s[None])
 
 
 class _Sink:
@@ -188,14 +101,158 @@ def gradient_scores(model: Any, graph: ComponentGraph, clean: torch.Tensor, corr
     gradient averaged over runs whose embedding is ``corrupted + a (clean - corrupted)`` for
     each ``a`` in ``alphas`` (``alphas[0]`` must be 0: that run is the corrupted run).
 
-    The interpolation steps (and, for a short prompt, the clean run) share forward/backward
-    batches of up to ``MAX_GRAD_TOKENS`` tokens. Also returns the :class:`Runs` recorded on the
-    way (for exact evaluations)."""
-    from .attribution import _scalar_metric
-
+    When the prompts share a long prefix and the batch is not short (``SHARED_CLEAN_TOKENS``),
+    the runs compute only the positions after it (:func:`_prefix_scores`), else every position.
+    Also returns the :class:`Runs` recorded on the way (for exact evaluations);
+    ``runs.memo["grad_prefix"]`` is the position the gradient runs started at."""
     assert alphas and alphas[0] == 0.0
     n, p = (int(x) for x in corrupted.shape)
     weights = Weights(model, graph)
+    k, reason = prefix.planned_start(model, clean, corrupted)
+    small = 2 * n * p <= SHARED_CLEAN_TOKENS
+    if k and not small:
+        got = _prefix_scores(model, graph, weights, clean, corrupted, metric, alphas, k, reason)
+        if not isinstance(got, str):
+            return got
+        k, reason = 0, got
+    scores, runs = _full_scores(model, graph, weights, clean, corrupted, metric, alphas)
+    # a short batch: the patched runs may still start at k (recorded and checked when first used)
+    prefix.attach(runs.memo, k, None, reason)
+    short = f"a short batch ({2 * n * p} tokens): one pass over every position costs less" if k else ""
+    runs.memo["grad_prefix"], runs.memo["grad_fallback"] = 0, reason or short
+    return scores, runs
+
+
+def _prefix_scores(model: Any, graph: ComponentGraph, weights: Weights, clean: torch.Tensor, corrupted: torch.Tensor,
+                   metric: Callable, alphas: list[float], k: int, reason: str) -> tuple[torch.Tensor, Runs] | str:
+    """:func:`gradient_scores` computing positions ``k..`` only (``k`` the prompts' shared prefix,
+    ``0 < k``; see :mod:`._edge_prefix`): one corrupted forward without gradients records every
+    writer's output and reader input, the blocks' inputs and the keys/values; the clean run and
+    the forward/backward batches of the interpolation steps then run block by block from the
+    embeddings at ``k..`` (equal for every step before ``k``), attending to those keys/values, and
+    ``delta[..., k:, :]`` is contracted with their gradients (``delta`` is zero before ``k``).
+    The step-0 rows (the corrupted prompts from ``k``) must reproduce the corrupted forward before
+    the first backward. Returns why not (a str) when a run fails or that check does."""
+    from .attribution import _scalar_metric
+
+    n, p = (int(x) for x in corrupted.shape)
+    P, L, d = p - k, graph.n_layers, int(model.cfg.d_model)
+    grad_metric = _scalar_metric(metric)
+    positions = metric_positions(metric, p)
+    memo: dict = {}
+    rec: dict = {}
+    blocks: list = [None] * L
+    with torch.no_grad():
+        final_corr, kv, reason = corrupted_forward(model, graph, weights, corrupted, rec, blocks, k, reason)
+        m_corr = final_metric(model, metric, final_corr, positions)
+    if kv is None or not kv.complete(L):
+        return reason or "the attention did not pass its keys/values to past_key_values"
+    prefix.attach(memo, k, kv, reason)
+    out_corr = stack_outputs(graph, rec)
+    out_clean = out_corr.clone()  # positions < k: the corrupted outputs (the same tokens)
+    after = prefix.after_positions(p, k, positions)
+
+    def value(final: torch.Tensor, m: Callable, grad: bool = False):
+        part = _unembed(model, final if after is None else final[:, after])
+        logits = prefix.merged_logits(model, part, final_corr, k, positions, memo)
+        return m(logits) if grad else eval_metric(m, logits)
+
+    scores = torch.zeros(graph.n_edges, dtype=torch.float32, device=corrupted.device)
+    try:
+        with torch.no_grad():
+            c0, e1 = rec[("pre", 0)][:, k:], embedding(model, clean)[:, k:]
+            with model.hooks(fwd_hooks=recording_hooks(graph, weights, {}, out=out_clean[:, :, k:])):
+                final_clean = prefix.run_blocks(model, memo, blocks, n, p, e1, 0, k)
+            m_clean = value(final_clean, metric)
+        delta = out_clean - out_corr
+        check_additive(graph, delta[:, :, k:], out_clean[:, :, k:], final_clean, final_corr[:, k:])
+        per = max(1, MAX_GRAD_TOKENS // (n * P))
+        batches = [alphas[i : i + per] for i in range(0, len(alphas), per)]
+        if after == []:  # the metric reads only positions < k: nothing can move it
+            batches = []
+        accumulate = len(batches) > 1 and len(graph.readers) * n * P * d <= MAX_ACC_ELEMENTS
+        sink = _Sink(graph, n, scores, 1.0 / len(alphas), accumulate)
+        sink.delta = delta[:, :, k:].reshape(delta.shape[0], -1).float()
+        for batch in batches:
+            ctx: dict = {}
+            x0 = torch.cat([c0 + a * (e1 - c0) for a in batch]).requires_grad_(True)
+            with torch.enable_grad():
+                with model.hooks(fwd_hooks=_reader_hooks(graph, weights, sink, ctx)):
+                    final = prefix.run_blocks(model, memo, blocks, n, p, x0, 0, k)
+                if batch[0] == 0.0:
+                    err = prefix.mismatch(final[:n], final_corr[:, k:])
+                    if err:
+                        return err
+                final = _tapped(final, sink, L, "logits")
+                total = sum(value(final[i * n : (i + 1) * n], grad_metric, grad=True) for i in range(len(batch)))
+                torch.autograd.grad(total, [x0], allow_unused=True)
+        sink.finish()
+    except InputError:
+        raise
+    except _ERRORS as err:
+        return f"a run from position {k} failed ({type(err).__name__}: {err})"
+    base = {key: v for key, v in rec.items() if key != "out"}
+    runs = Runs(graph, weights, clean, corrupted, out_clean, out_corr, base, blocks, m_clean, m_corr, metric, memo)
+    memo["delta"], memo["grad_prefix"], memo["grad_fallback"] = delta, k, ""
+    if batches:  # the step-0 rows were the check
+        prefix.decide(memo, k)
+    return scores, runs
+
+
+def embedding(model: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """The residual entering block 0 (``blocks.0.hook_resid_pre``) [n, p, d]; nothing else runs."""
+    box: dict = {}
+
+    def stop(x: torch.Tensor, hook: Any = None) -> None:
+        box["x"] = x.detach()
+        raise _Stop
+
+    try:
+        with model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", stop)]):
+            model(tokens)
+    except _Stop:
+        pass
+    return box["x"]
+
+
+def _tapped(x: torch.Tensor, sink: _Sink, layer: int, kind: str) -> torch.Tensor:
+    """``x`` as a view whose gradient [rows, p, d] goes to ``sink`` as reader group (layer, kind)."""
+    y = x.view_as(x)
+    y.register_hook(lambda gr: sink.add(layer, kind, gr[None]))
+    return y
+
+
+def _reader_hooks(graph: ComponentGraph, weights: Weights, sink: _Sink, ctx: dict) -> list:
+    """The hooks that hand every reader's gradient to ``sink``: each layer's residual kept in
+    ``ctx``, :class:`_PerHeadInput` on ``hook_q``/``k``/``v``, a tap on each MLP's input (the
+    final residual is tapped by the caller)."""
+    def pre_hook(layer: int):
+        def hook(x: torch.Tensor, hook: Any = None) -> None:
+            ctx[("pre", layer)] = x
+        return hook
+
+    def qkv_hook(layer: int, kind: str):
+        def hook(x: torch.Tensor, hook: Any = None) -> torch.Tensor:
+            return _PerHeadInput.apply(ctx[("pre", layer)], x.detach(), (weights, layer, kind, sink))
+        return hook
+
+    hooks = []
+    for l in range(graph.n_layers):
+        names = _hook_names(graph, l)
+        hooks.append((names["pre"], pre_hook(l)))
+        hooks += [(names[k], qkv_hook(l, k)) for k in ("q", "k", "v")]
+        if graph.has_mlp:
+            hooks.append((names["mlp_in"], lambda x, hook=None, l=l: _tapped(x, sink, l, "mlp")))
+    return hooks
+
+
+def _full_scores(model: Any, graph: ComponentGraph, weights: Weights, clean: torch.Tensor, corrupted: torch.Tensor,
+                 metric: Callable, alphas: list[float]) -> tuple[torch.Tensor, Runs]:
+    """:func:`gradient_scores` over every position. The interpolation steps (and, for a short
+    prompt, the clean run) share forward/backward batches of up to ``MAX_GRAD_TOKENS`` tokens."""
+    from .attribution import _scalar_metric
+
+    n, p = (int(x) for x in corrupted.shape)
     grad_metric = _scalar_metric(metric)
     positions = metric_positions(metric, p)
     dev = corrupted.device
@@ -239,31 +296,8 @@ def gradient_scores(model: Any, graph: ComponentGraph, clean: torch.Tensor, corr
             ctx["x0"] = x.requires_grad_(True)
             return ctx["x0"]
 
-        def pre_hook(layer: int):
-            def hook(x: torch.Tensor, hook: Any = None) -> None:
-                ctx[("pre", layer)] = x
-            return hook
-
-        def qkv_hook(layer: int, kind: str):
-            def hook(x: torch.Tensor, hook: Any = None) -> torch.Tensor:
-                return _PerHeadInput.apply(ctx[("pre", layer)], x.detach(), (weights, layer, kind, sink))
-            return hook
-
-        def view_hook(layer: int, kind: str):
-            def hook(x: torch.Tensor, hook: Any = None) -> torch.Tensor:
-                y = x.view_as(x)
-                y.register_hook(lambda gr: sink.add(layer, kind, gr[None]))
-                return y
-            return hook
-
-        hooks = [("blocks.0.hook_resid_pre", embed_hook)]
-        for l in range(graph.n_layers):
-            names = _hook_names(graph, l)
-            hooks.append((names["pre"], pre_hook(l)))
-            hooks += [(names[k], qkv_hook(l, k)) for k in ("q", "k", "v")]
-            if graph.has_mlp:
-                hooks.append((names["mlp_in"], view_hook(l, "mlp")))
-        hooks.append(("ln_final.hook_in", view_hook(graph.n_layers, "logits")))
+        hooks = [("blocks.0.hook_resid_pre", embed_hook)] + _reader_hooks(graph, weights, sink, ctx)
+        hooks.append(("ln_final.hook_in", lambda x, hook=None: _tapped(x, sink, graph.n_layers, "logits")))
         captured: list = [None] * graph.n_layers
         handles = []
         if opening:

@@ -60,6 +60,8 @@ class EdgeScores:
             or exact (``"exact"``) change of the metric when the edge alone carries its clean value.
         method, steps: how they were computed.
         clean_value, corrupted_value: the metric on the clean and the corrupted run.
+
+    ``stats``: which runs computed the scores (see :attr:`stats`).
     """
 
     graph: ComponentGraph
@@ -73,6 +75,15 @@ class EdgeScores:
     @property
     def edges(self) -> list[str]:
         return self.graph.edges
+
+    @property
+    def stats(self) -> dict:
+        """``{"shared_prefix", "start", "fallback"}``: the leading positions the clean and corrupted
+        prompts share, the position the runs started at (the shared prefix when only the later
+        positions were computed, which is exact; else 0) and why not, when they share one."""
+        if self._runs is None:
+            return {}
+        return ep.prefix.stats(self._runs, "prefix" if self.method == "exact" else "grad_prefix")
 
     def __len__(self) -> int:
         return self.graph.n_edges
@@ -241,6 +252,8 @@ class FaithfulnessCurve:
         auc, auc_random: area under each curve over the fractions (trapezoids, divided by the
             range of fractions covered; 1 = faithful at every size).
         random_edges: the edge indices (LongTensor, CPU) of each random set.
+        stats: ``{"shared_prefix", "start", "fallback"}`` of the circuits' runs (see
+            :attr:`EdgeScores.stats`).
     """
 
     fractions: list[float]
@@ -254,6 +267,7 @@ class FaithfulnessCurve:
     auc: float
     auc_random: float
     random_edges: list[torch.Tensor] = field(default_factory=list, repr=False)
+    stats: dict = field(default_factory=dict, repr=False)
 
 
 def _auc(x: list[float], y: torch.Tensor) -> float:
@@ -316,4 +330,5 @@ def faithfulness_curve(
         fractions=fr, sizes=sizes, faithfulness=norm[:k], random=norm[k:], metric=values[:k],
         metric_random=values[k:], m_full=runs.m_clean, m_empty=runs.m_corr,
         auc=_auc(fr, norm[:k]), auc_random=_auc(fr, norm[k:]), random_edges=random_edges,
+        stats=ep.prefix.stats(runs),
     )
