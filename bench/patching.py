@@ -25,7 +25,9 @@ before L, runs patched at position p skip positions before p), TransformerLens's
 forward per cell plus the clean run. The **floor** is the minimal schedule: the two unpatched
 runs, and for each cell its prompts through blocks >= its layer (> for resid_post) at positions
 >= its position (by-position sites; 0 otherwise), unembedded at the metric's positions only.
-"matmul %" is a FLOP rate over the 2048x2048 float32 matmul rate measured in this run; "floor
+With the prompts of every pair agreeing on their first k tokens (the IOI pairs differ at one name,
+position 10 of 15), cells patched before k need no run (the two runs agree there) and every
+other run starts at k at the earliest: the floor counts that too. "matmul %" is a FLOP rate over the 2048x2048 float32 matmul rate measured in this run; "floor
 matmul %" is the floor's FLOPs over our time (100 % = the floor's work at the matmul rate).
 ``--quick``: the toy sites and SmolLM2 ``resid_pre`` only; ``--only-batched``: the batched cases.
 """
@@ -114,21 +116,25 @@ def ioi_case(model):
     return c, r, logit_diff_metric(answer, wrong)
 
 
-def floor_flops(model, site: str, n_prompts: int, n_pos: int, metric) -> float:
-    """FLOPs of the minimal schedule of a sweep (see the module docstring)."""
+def floor_flops(model, site: str, n_prompts: int, n_pos: int, metric, shared: int = 0) -> float:
+    """FLOPs of the minimal schedule of a sweep (see the module docstring); ``shared``: the
+    leading positions every pair's prompts share."""
     flops = model_flops(model)
     spec = SITES[site]
     n_layers = int(model.cfg.n_layers)
     pos_axis = next((spec.dims.index(d) for d in ("pos", "dest_pos") if d in spec.dims), None)
     reads = len(getattr(metric, "positions", None) or range(n_pos))
     shape = tuple(int(x) for x in patch_value_shape(model, spec, n_pos))
-    blocks = 0.0
+    blocks, runs = 0.0, 0
     for cell in itertools.product(*[range(k) for k in shape]):
+        if shared >= n_pos or (pos_axis is not None and cell[pos_axis] < shared):
+            continue  # patched where the two runs agree: no run
         stage = cell[0] + (1 if spec.act == "resid_post" else 0)
-        start = cell[pos_axis] if pos_axis is not None else 0
+        start = max(shared, cell[pos_axis] if pos_axis is not None else 0)
         blocks += (n_layers - stage) * (n_pos - start)
+        runs += 1
     blocks = n_prompts * (blocks + 2 * n_layers * n_pos)
-    unembed = n_prompts * reads * (len(list(itertools.product(*[range(k) for k in shape]))) + 2)
+    unembed = n_prompts * reads * (runs + 2)
     return blocks * flops["block"] + unembed * flops["unembed"]
 
 
@@ -161,8 +167,9 @@ def compare(name, model, clean, corrupted, metric, site, gflops, repeat, target=
     tl_flops = (ours.values.numel() + 1) * clean.numel() * flops["forward"]
     ratio = t_tl / t_ours
     tl_forward = t_tl / (ours.values.numel() + 1)  # TransformerLens: one forward per cell + cache
-    floor = floor_flops(model, site, int(clean.shape[0]), int(clean.shape[1]), metric)
+    floor = floor_flops(model, site, int(clean.shape[0]), int(clean.shape[1]), metric, s.get("shared_prefix", 0))
     engine = s["engine"] + ("+pos" if s.get("position_batches") else "")
+    engine += f"+prefix{s['shared_prefix']}" if s.get("shared_prefix") else ""
     return [
         name, site, ours.values.numel(), t_tl, t_ours, ratio, f"{target:g}x " + ("yes" if ratio >= target else "NO"),
         diff, "ok" if ok else "DIFFERS", ours_flops / 1e9, floor / 1e9,
@@ -243,7 +250,8 @@ def main() -> None:
         "sweep of N cells costs TransformerLens N + 1 forwards; ours needs at least one forward of\n"
         "the batch, so sweeps of few cells (the toy's 8-cell all-position head sites: 9 forwards of\n"
         "~2 ms) cannot reach 10x. engine 'full': the sweep fitted in one batched forward; 'fast':\n"
-        "later batches started at the patched layer; '+pos': and at the patched position.\n"
+        "later batches started at the patched layer; '+pos': and at the patched position; '+prefixK': the\n"
+        "prompts of every pair share K leading tokens (no run for cells patched there; runs start at K).\n"
         "'floor matmul %': the minimal schedule's FLOPs over our time, as a share of the matmul rate.\n"
         "'ceiling': the speed-up over TransformerLens's time here of a sweep that did only the floor's\n"
         "FLOPs at the full matmul rate; a target above it cannot be met on this machine by scheduling."

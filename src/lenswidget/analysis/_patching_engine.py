@@ -25,6 +25,13 @@ change is recomputed:
   attending to the base run's keys and values for earlier positions (``_position_start``). Cells
   are grouped by (start position, layer) so the rows of one batch share their length
   (``_patching_plan``); logits before ``p`` are the base run's.
+* **... and at the prompts' shared prefix.** Where every pair's two prompts agree on their first
+  ``k`` tokens (IOI-style pairs that differ at one name, a shared few-shot lead-in), the two runs
+  agree at positions ``< k`` (causal attention): a by-position cell there copies a value onto
+  itself, so its value is the base run's metric without a run (``stats["unchanged_cells"]``), and
+  every other run starts at position ``k`` at the earliest, all-position cells included
+  (``stats["shared_prefix"]``). The first batch checks that the unpatched logits of the two runs
+  agree there (``_shared_prefix_reason``); if not, every cell runs as above.
 * **Self-checks and fallbacks.** Before the first block-by-block batch, the unpatched prompt
   batch runs block by block from block 0 (recording every layer's keys and values) and its logits
   must equal the model's forward; if they do not (an architecture whose forward does more than
@@ -45,6 +52,7 @@ import torch
 from . import _position_start as ps
 from ._patching_plan import (  # noqa: F401  (the tuning constants, re-exported)
     BLOCK_CALL_FLOPS,
+    Cell,
     MAX_ACT_ELEMENTS,
     TARGET_BATCH_TOKENS,
     entry_stage,
@@ -186,6 +194,27 @@ def _score(model: Any, st: State, metric: Metric, hidden: torch.Tensor, start: i
     return out
 
 
+# ------------------------------------------------------------------ the shared prefix
+def _unchanged(site: Site, cells: Sequence[Cell], shared: int, p: int) -> list:
+    """The cells whose patch lies wholly in the first ``shared`` positions, where the two runs
+    agree: by-position cells before ``shared`` (every cell when the prompts are equal)."""
+    by_position = any(d in site.dims for d in ("pos", "dest_pos"))
+    return [c for c in cells if shared >= p or (by_position and first_position(site, c) < shared)]
+
+
+def _shared_prefix_reason(st: State, shared: int) -> str:
+    """Why the first ``shared`` positions cannot be taken as equal in the two runs ("" when they
+    can): the unpatched logits there must agree (they do for every causal model)."""
+    if shared == 0:
+        return ""
+    assert st.base_logits is not None and st.source_logits is not None
+    a, b = st.base_logits[:, :shared], st.source_logits[:, :shared]
+    err = (a - b).abs().max().item()
+    if not err <= 1e-5 * (1.0 + a.abs().max().item()):
+        return f"the two runs differ by {err:.3g} at the {shared} positions their tokens share"
+    return ""
+
+
 # ------------------------------------------------------------------ the sweep
 def sweep(
     model: Any,
@@ -217,11 +246,18 @@ def sweep(
     ):
         stats.engine = "full"
         stats.fallback_reason = "the model has no blocks / ln_final / unembed"
+    # the positions both prompt batches share: a cell patched only there is the base run, and
+    # every other run can start there (checked against the unpatched logits after batch 1)
+    shared = ps.shared_prefix(st.base_tokens, st.source_tokens)
+    unchanged = _unchanged(site, cells, shared, p)
+    if unchanged:
+        skip = set(unchanged)
+        cells = [c for c in cells if c not in skip]
     # by-position cells start at their position once the first position-start batch checks out
-    by_pos = stats.engine == "fast" and any(first_position(site, c) for c in cells)
+    by_pos = stats.engine == "fast" and (shared > 0 or any(first_position(site, c) for c in cells))
 
     def start_of(c: tuple[int, ...]) -> int:
-        return first_position(site, c) if by_pos else 0
+        return max(first_position(site, c), shared) if by_pos else 0
 
     def waste(c: tuple[int, ...]) -> int:  # block-positions a full forward adds per prompt
         stage = entry_stage(site, c)
@@ -235,13 +271,13 @@ def sweep(
     if progress is not None:
         progress(progress_offset, total)
 
-    def finish(chunk: list, scores: Sequence[float]) -> None:
+    def finish(chunk: list, scores: Sequence[float], runs: bool = True) -> None:
         nonlocal count
         for cell, v in zip(chunk, scores):
             values[cell] = v
             done[cell] = True
-        stats.batches += 1
-        stats.runs += len(chunk)
+        stats.batches += runs
+        stats.runs += len(chunk) if runs else 0
         count += len(chunk)
         if progress is not None:
             progress(progress_offset + count, total)
@@ -256,9 +292,19 @@ def sweep(
             want = runs_per_batch(model, n, p, "full", batch_size)
             k = first_batch_size(model, n, p, want, order, waste) if stats.engine == "fast" else want
             chunk, rest = order[:k], order[k:]
-            logits = _run_full(model, site, st, chunk, stats, first=True, last=not rest)
+            logits = _run_full(model, site, st, chunk, stats, first=True, last=not rest and not unchanged)
             finish(chunk, score_full(logits, len(chunk)))
             del logits
+            reason = _shared_prefix_reason(st, shared)
+            if reason:  # not a causal prefix here: every cell runs, from its own position
+                stats.position_fallback_reason = reason
+                rest += unchanged
+                unchanged, shared = [], 0
+                by_pos = by_pos and any(first_position(site, c) for c in rest)
+            elif unchanged:
+                assert st.base_logits is not None
+                finish(unchanged, [eval_metric(metric, st.base_logits)] * len(unchanged), runs=False)
+            stats.shared_prefix, stats.unchanged_cells = shared, len(unchanged)
             if rest and stats.engine == "fast":
                 try:
                     if st.block_inputs is None:

@@ -30,6 +30,8 @@ class Stats:
     unembed_tokens: int = 0  # rows x positions through ln_final + unembed
     position_batches: int = 0  # batches whose runs started after position 0 (self-checked)
     position_fallback_reason: str = ""  # why a by-position sweep did not start runs at p
+    shared_prefix: int = 0  # leading positions the two prompt batches share (runs start there)
+    unchanged_cells: int = 0  # cells patched only where the two runs agree: the base value
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
@@ -42,6 +44,8 @@ class Stats:
             "unembed_tokens": self.unembed_tokens,
             "position_batches": self.position_batches,
             "position_fallback_reason": self.position_fallback_reason,
+            "shared_prefix": self.shared_prefix,
+            "unchanged_cells": self.unchanged_cells,
             "seconds": self.seconds,
         }
 

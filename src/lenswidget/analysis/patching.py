@@ -97,7 +97,10 @@ class PatchResult:
         patch_types: for the ``*_every`` sites, the stacked sites in order (else empty).
         partial: True when the sweep was cancelled before every cell was run.
         done_mask: bool, shaped like ``values``: True where the cell was computed.
-        stats: how the sweep ran (engine, batches, runs, tokens through the blocks, seconds).
+        stats: how the sweep ran (engine, batches, runs, tokens through the blocks, seconds;
+            ``shared_prefix``: the leading positions every pair's prompts share, where runs
+            start at the earliest; ``unchanged_cells``: cells patched only there, whose value is
+            the base run's without a run; see ``_patching_engine``).
     """
 
     values: torch.Tensor
@@ -388,7 +391,7 @@ def stack_parts(model: Any, site: Site, parts: list[PatchResult], method: str) -
         masks.append(m)
     first = parts[0]
     stats = {"parts": [p.stats for p in parts]}
-    for key in ("runs", "batches", "block_tokens", "unembed_tokens", "seconds"):
+    for key in ("runs", "batches", "block_tokens", "unembed_tokens", "unchanged_cells", "seconds"):
         stats[key] = sum(p.stats.get(key, 0) for p in parts)
     stats["engine"] = ",".join(sorted({str(p.stats.get("engine", "")) for p in parts}))
     head_labels = None
