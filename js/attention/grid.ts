@@ -3,17 +3,20 @@
 // thumbnail in device pixels) inside a frame tinted by the selected head score. Thumbnails come
 // from an atlas (one RGBA image of all heads) that is rebuilt only when the patterns, the theme
 // or the thumbnail resolution change; a redraw is then n_layers * n_heads drawImage calls.
+// This file is the grid's layout and the canvas view (events, tooltip, legend, drawing); the
+// atlas pixels live in atlas.ts, the SVG export in gridsvg.ts.
 
-import { canvasToPNG, devicePixelRatioOf, now, pixelCanvas, pixelsDataUrl, setupCanvas, snap } from "../lib/canvas";
+import { canvasToPNG, devicePixelRatioOf, now, pixelCanvas, setupCanvas, snap } from "../lib/canvas";
 import type { ColorScale } from "../lib/colors";
 import { extent, gradientCss, sequential } from "../lib/colors";
 import { h, listen } from "../lib/dom";
 import { fmt3 } from "../lib/format";
 import type { GridLayout } from "../lib/heatmap";
 import { cellRect, exposeLayout, gridLayout, hitTest } from "../lib/heatmap";
-import { escapeXml, r2, svgDocument, svgLegend } from "../lib/svg";
 import type { Palette } from "../lib/theme";
 import { placeTooltip } from "../lib/tooltip";
+import { fillAtlas } from "./atlas";
+import { headGridSVG } from "./gridsvg";
 
 export type Head = [number, number];
 
@@ -49,85 +52,6 @@ export function gridCellSize(nLayers: number, nHeads: number, width: number): nu
 /** Layout of the grid canvas: cell (0, 0) starts after the labels. */
 export function headGridLayout(nLayers: number, nHeads: number, cell: number): GridLayout {
   return gridLayout(nLayers, nHeads, cell, cell, GRID_GAP, GRID_LABEL_W, GRID_LABEL_H, GRID_MARGIN, GRID_MARGIN);
-}
-
-/**
- * Source index ranges for max-pooling `n` items into `s` bins: bin i covers [starts[i], ends[i]).
- */
-export function poolRanges(n: number, s: number): { starts: Int32Array; ends: Int32Array } {
-  const starts = new Int32Array(s);
-  const ends = new Int32Array(s);
-  for (let i = 0; i < s; i++) {
-    starts[i] = Math.floor((i * n) / s);
-    ends[i] = Math.max(starts[i] + 1, Math.floor(((i + 1) * n) / s));
-  }
-  return { starts, ends };
-}
-
-/**
- * RGBA atlas of all heads: width nHeads * s, height nLayers * s; head (l, h) at (h * s, l * s),
- * each its [T, T] pattern max-pooled to s x s (s <= T) and coloured by `scale`.
- */
-export function fillAtlas(
-  patterns: Float32Array,
-  nLayers: number,
-  nHeads: number,
-  T: number,
-  s: number,
-  scale: ColorScale,
-): Uint8ClampedArray {
-  const W = nHeads * s;
-  const out = new Uint8ClampedArray(W * nLayers * s * 4);
-  // 32-bit writes of the LUT colours (RGBA bytes in memory order) and an inlined LUT index:
-  // this loop runs once per new set of patterns, mostly before the JIT has warmed up.
-  const lut32 = new Uint32Array(scale.lut.buffer.slice(scale.lut.byteOffset, scale.lut.byteOffset + 1024));
-  const out32 = new Uint32Array(out.buffer);
-  const lo = scale.domain[0];
-  const span = scale.domain[1] - lo;
-  const inv = span > 0 ? 255 / span : 0;
-  const nanColor = lut32[0];
-  const color = (v: number): number => {
-    if (v !== v) return nanColor;
-    const k = (v - lo) * inv + 0.5;
-    return lut32[k <= 0 ? 0 : k >= 255 ? 255 : k | 0];
-  };
-  if (s === T) {
-    for (let l = 0; l < nLayers; l++) {
-      for (let hd = 0; hd < nHeads; hd++) {
-        let src = (l * nHeads + hd) * T * T;
-        for (let i = 0; i < T; i++) {
-          let o = (l * s + i) * W + hd * s;
-          for (let j = 0; j < T; j++) out32[o++] = color(patterns[src++]);
-        }
-      }
-    }
-    return out;
-  }
-  const { starts, ends } = poolRanges(T, s);
-  for (let l = 0; l < nLayers; l++) {
-    for (let hd = 0; hd < nHeads; hd++) {
-      const base = (l * nHeads + hd) * T * T;
-      for (let i = 0; i < s; i++) {
-        let o = (l * s + i) * W + hd * s;
-        const r0 = starts[i];
-        const r1 = ends[i];
-        for (let j = 0; j < s; j++) {
-          let v = -Infinity;
-          const c0 = starts[j];
-          const c1 = ends[j];
-          for (let r = r0; r < r1; r++) {
-            const row = base + r * T;
-            for (let c = c0; c < c1; c++) {
-              const x = patterns[row + c];
-              if (x > v) v = x;
-            }
-          }
-          out32[o++] = color(v);
-        }
-      }
-    }
-  }
-  return out;
 }
 
 /** Domain for colouring heads by a score: [min(0, lo), hi] (hi > lo). */
@@ -446,66 +370,20 @@ export class HeadGrid {
   /** A self-contained SVG: frames as vector rects, each thumbnail an embedded PNG (or rects without canvas). */
   toSVG(title: string): string {
     const d = this.data;
-    const l = headGridLayout(d.nLayers, d.nHeads, Math.max(this.cell, 40));
-    const pal = this.palette;
-    const fg = pal?.fg ?? "#1f2328";
-    const titleH = 24;
-    const legendH = this.scoreScale ? 40 : 0;
-    const width = Math.max(l.width, 260);
-    const height = titleH + l.height + legendH;
-    const body: string[] = [
-      `<text x="4" y="16" font-size="13" font-weight="bold" fill="${escapeXml(fg)}">${escapeXml(title)}</text>`,
-      `<g transform="translate(0,${titleH})">`,
-    ];
-    for (let i = 0; i < d.nLayers; i++) {
-      const r = cellRect(l, i, 0);
-      body.push(`<text x="${r2(l.originX - 6)}" y="${r2(r.y + r.h / 2)}" font-size="11" text-anchor="end" dominant-baseline="central" fill="${escapeXml(fg)}">L${i}</text>`);
-    }
-    for (let j = 0; j < d.nHeads; j++) {
-      const r = cellRect(l, 0, j);
-      body.push(`<text x="${r2(r.x + r.w / 2)}" y="${r2(l.originY / 2)}" font-size="11" text-anchor="middle" dominant-baseline="central" fill="${escapeXml(fg)}">H${j}</text>`);
-    }
-    const si = this.scoreIndex();
-    const T = d.T;
-    const rectsOk = d.nLayers * d.nHeads * T * T <= 60000;
-    for (let i = 0; i < d.nLayers; i++) {
-      for (let j = 0; j < d.nHeads; j++) {
-        const r = cellRect(l, i, j);
-        const v = this.score(si, i, j);
-        const frame = this.scoreScale && Number.isFinite(v) ? this.scoreScale.css(v) : pal?.border ?? "#d0d7de";
-        const label = `L${i}H${j}` + (si >= 0 && Number.isFinite(v) ? ` ${d.colorBy}=${v.toFixed(3)}` : "");
-        body.push(`<g><title>${escapeXml(label)}</title><rect x="${r2(r.x)}" y="${r2(r.y)}" width="${r2(r.w)}" height="${r2(r.h)}" fill="${frame}"/>`);
-        const ix = r.x + GRID_FRAME;
-        const iy = r.y + GRID_FRAME;
-        const iw = r.w - 2 * GRID_FRAME;
-        const url = d.patterns ? this.headDataUrl(i, j) : null;
-        if (url) {
-          body.push(`<image x="${r2(ix)}" y="${r2(iy)}" width="${r2(iw)}" height="${r2(iw)}" preserveAspectRatio="none" style="image-rendering:pixelated" href="${url}" xlink:href="${url}"/>`);
-        } else if (d.patterns && rectsOk) {
-          const c = iw / T;
-          const base = (i * d.nHeads + j) * T * T;
-          body.push(`<g shape-rendering="crispEdges">`);
-          for (let q = 0; q < T; q++) {
-            for (let k = 0; k < T; k++) {
-              body.push(`<rect x="${r2(ix + k * c)}" y="${r2(iy + q * c)}" width="${r2(c)}" height="${r2(c)}" fill="${this.patternScale.css(d.patterns[base + q * T + k])}"/>`);
-            }
-          }
-          body.push(`</g>`);
-        }
-        body.push(`</g>`);
-      }
-    }
-    body.push(`</g>`);
-    if (this.scoreScale) body.push(...svgLegend(this.scoreScale, l.originX, titleH + l.height + 6, 200, `frame: ${d.colorBy}`, fg, "score"));
-    return svgDocument(width, height, body, pal?.bg ?? "#ffffff");
-  }
-
-  /** One head's thumbnail (T x T pixels) as a PNG data URL, or null without canvas. */
-  private headDataUrl(l: number, hd: number): string | null {
-    const { patterns, T } = this.data;
-    if (!patterns) return null;
-    const one = fillAtlas(patterns.subarray((l * this.data.nHeads + hd) * T * T, (l * this.data.nHeads + hd + 1) * T * T), 1, 1, T, T, this.patternScale);
-    return pixelsDataUrl(this.canvas.ownerDocument, one, T, T);
+    return headGridSVG(
+      {
+        data: d,
+        layout: headGridLayout(d.nLayers, d.nHeads, Math.max(this.cell, 40)),
+        frame: GRID_FRAME,
+        palette: this.palette,
+        patternScale: this.patternScale,
+        scoreScale: this.scoreScale,
+        scoreIndex: this.scoreIndex(),
+        score: (s, l, hd) => this.score(s, l, hd),
+        doc: this.canvas.ownerDocument,
+      },
+      title,
+    );
   }
 
   destroy(): void {

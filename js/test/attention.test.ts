@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from "vitest";
 import view, { parseFocus } from "../attention";
-import { fillAtlas, headGridLayout, poolRanges, scoreDomain } from "../attention/grid";
+import { fillAtlas, poolRanges } from "../attention/atlas";
+import { headGridLayout, scoreDomain } from "../attention/grid";
 import { patternCellSize, topK } from "../attention/focus";
 import { resultTitle } from "../attention/result";
 import { panWindow, parseBounds, resizeWindow, windowAround, windowShowing } from "../attention/window";
