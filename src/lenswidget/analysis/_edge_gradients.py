@@ -158,6 +158,11 @@ def _prefix_scores(model: Any, graph: ComponentGraph, weights: Weights, clean: t
         return m(logits) if grad else eval_metric(m, logits)
 
     scores = torch.zeros(graph.n_edges, dtype=torch.float32, device=corrupted.device)
+    base = {key: v for key, v in rec.items() if key != "out"}
+    if k == p:  # identical prompts: every delta is zero, so is every score
+        runs = Runs(graph, weights, clean, corrupted, out_clean, out_corr, base, blocks, m_corr, m_corr, metric, memo)
+        memo["grad_prefix"], memo["grad_fallback"] = prefix.decide(memo, p), ""
+        return scores, runs
     try:
         with torch.no_grad():
             c0, e1 = rec[("pre", 0)][:, k:], embedding(model, clean)[:, k:]
@@ -191,7 +196,6 @@ def _prefix_scores(model: Any, graph: ComponentGraph, weights: Weights, clean: t
         raise
     except _ERRORS as err:
         return f"a run from position {k} failed ({type(err).__name__}: {err})"
-    base = {key: v for key, v in rec.items() if key != "out"}
     runs = Runs(graph, weights, clean, corrupted, out_clean, out_corr, base, blocks, m_clean, m_corr, metric, memo)
     memo["delta"], memo["grad_prefix"], memo["grad_fallback"] = delta, k, ""
     if batches:  # the step-0 rows were the check
