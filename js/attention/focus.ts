@@ -4,6 +4,7 @@
 // Hovering a query token highlights its row (where it attends) and lists the top attended keys;
 // hovering a key highlights its column (what attends to it). Clicking a token (or a cell: its
 // query) locks the highlight; clicking again or Esc unlocks. Indices are the prompt's (global).
+// The info line's content (top attended tokens, a cell's value, hints) is built in focusinfo.ts.
 
 import type { ColorScale } from "../lib/colors";
 import { sequential } from "../lib/colors";
@@ -13,6 +14,7 @@ import type { Cell } from "../lib/heatmap";
 import { Heatmap } from "../lib/heatmap";
 import type { Palette } from "../lib/theme";
 import { TokenStrip, displayToken, tokenTitle } from "../lib/tokens";
+import { renderFocusInfo } from "./focusinfo";
 
 export type Axis = "row" | "col";
 
@@ -25,14 +27,6 @@ export interface Mark {
 export function patternCellSize(T: number, width: number): number {
   if (T <= 0) return 16;
   return Math.max(1, Math.min(22, Math.floor(width / T)));
-}
-
-/** The k largest entries of `values` as [index, value], largest first (ties: lower index first). */
-export function topK(values: ArrayLike<number>, k: number): Array<[number, number]> {
-  const idx: number[] = [];
-  for (let i = 0; i < values.length; i++) if (Number.isFinite(values[i])) idx.push(i);
-  idx.sort((a, b) => values[b] - values[a] || a - b);
-  return idx.slice(0, k).map((i) => [i, values[i]]);
 }
 
 /** Which part of the pattern the panel shows: rows q0..q0+rows-1, columns k0..k0+cols-1. */
@@ -361,55 +355,18 @@ export class FocusPanel {
   }
 
   private renderInfo(mark: Mark | null, cell: Cell | null): void {
-    const { q0, k0, rows, cols } = this.win;
-    const partial = this.partial();
-    this.info.dataset.value = "";
-    if (mark && (mark.axis === "row" ? this.inRows(mark.index) : this.inCols(mark.index))) {
-      const i = mark.index;
-      const n = mark.axis === "row" ? cols : rows;
-      const vals = new Float32Array(n);
-      for (let j = 0; j < n; j++) vals[j] = mark.axis === "row" ? this.value(i, k0 + j) : this.value(q0 + j, i);
-      const top = topK(vals, 5);
-      const within = partial ? (mark.axis === "row" ? ` (keys #${k0}–#${k0 + cols - 1})` : ` (queries #${q0}–#${q0 + rows - 1})`) : "";
-      const lead =
-        mark.axis === "row"
-          ? `Query #${i} “${this.tok(i)}” attends to${within}:`
-          : `Key #${i} “${this.tok(i)}” is attended by${within}:`;
-      const list = h("ol", { class: "lw-top-list", testid: "lw-attends" });
-      for (const [j, v] of top) {
-        const g = j + (mark.axis === "row" ? k0 : q0);
-        const item = h("li", { class: "lw-top-item", testid: "lw-attend-item" }, [
-          h("span", { class: "lw-top-token", text: `#${g} ${this.tok(g)}` }),
-          h("span", { class: "lw-top-weight", text: v.toFixed(3) }),
-        ]);
-        item.dataset.index = String(g);
-        item.dataset.value = String(v);
-        list.appendChild(item);
-      }
-      const children: Node[] = [h("span", { class: "lw-info-lead", text: lead }), list];
-      if (this.locked) children.push(h("span", { class: "lw-info-hint", text: "locked: click the token again or press Esc to unlock" }));
-      this.info.replaceChildren(...children);
-    } else if (mark) {
-      this.info.replaceChildren(h("span", { class: "lw-info-hint", text: `#${mark.index} is outside the window; loading it…` }));
-    } else if (cell) {
-      const v = this.value(cell.row, cell.col);
-      this.info.replaceChildren(
-        h("span", {
-          class: "lw-info-lead",
-          text: `#${cell.row} “${this.tok(cell.row)}” → #${cell.col} “${this.tok(cell.col)}”: ${partial ? v.toPrecision(4) : fmt3(v)}`,
-        }),
-      );
-      this.info.dataset.q = String(cell.row);
-      this.info.dataset.k = String(cell.col);
-      this.info.dataset.value = String(v);
-    } else if (rows === 0) {
-      this.info.replaceChildren(h("span", { class: "lw-info-hint", text: "Loading the window (this head's block reruns once)…" }));
-    } else {
-      const hint = partial ? " Wheel: move the window (Shift: keys)." : "";
-      this.info.replaceChildren(
-        h("span", { class: "lw-info-hint", text: `Hover a query token (left) or key token (top); click to lock.${hint}` }),
-      );
-    }
+    renderFocusInfo(
+      this.info,
+      {
+        win: this.win,
+        partial: this.partial(),
+        locked: !!this.locked,
+        value: (q, k) => this.value(q, k),
+        tok: (i) => this.tok(i),
+      },
+      mark,
+      cell,
+    );
   }
 
   toSVG(): string {
