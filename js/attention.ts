@@ -1,12 +1,14 @@
 // AttentionGrid view (widgets/attention.py; contract in docs/protocol.md).
 //
-// Header: prompt + Run (Ctrl/Cmd+Enter), colour-by select, ablation mode select, Export menu.
+// Header: prompt + Run (Ctrl/Cmd+Enter), colour-by select, ablation mode select (attention/
+// controls.ts), Export menu.
 // Body: the head grid (one canvas), the focus panel for the head in `focus`, and the ablation
 // result panel drawn from `last_result`. Trait changes are coalesced into one redraw per task;
-// patterns are decoded only when `patterns` / `patterns_meta` change. A focused head of a pooled
-// grid comes from the kernel: up to `window_max` tokens all of it (`window` request, exact), on
-// longer prompts an overview (max-pooled, `overview` request) and a window at full resolution
-// that the overview, the wheel and the Find box move (`window`; the kernel keeps `focus_window`).
+// patterns are decoded only when `patterns` / `patterns_meta` change (attention/tensors.ts).
+// A focused head of a pooled grid comes from the kernel: up to `window_max` tokens all of it
+// (`window` request, exact), on longer prompts an overview (max-pooled, `overview` request) and a
+// window at full resolution that the overview, the wheel and the Find box move (`window`; the
+// kernel keeps `focus_window`; the requests and their replies: attention/headfetch.ts).
 
 import { FocusPanel } from "./attention/focus";
 import { OverviewPanel } from "./attention/overview";
@@ -15,10 +17,11 @@ import { defaultWindow, panWindow, parseBounds, resizeWindow, windowAround, wind
 import type { Head } from "./attention/grid";
 import { HeadGrid, gridCellSize } from "./attention/grid";
 import type { PatternMeta } from "./attention/pooled";
-import { binOf, decodePatternTensor } from "./attention/pooled";
+import { binOf } from "./attention/pooled";
+import { HeadFetch } from "./attention/headfetch";
+import { AttentionControls } from "./attention/controls";
 import { ResultPanel } from "./attention/result";
-import type { Tensor } from "./lib/buffers";
-import { decodeTensor, hasTensor } from "./lib/buffers";
+import { GridTensors } from "./attention/tensors";
 import { sequential } from "./lib/colors";
 import { h } from "./lib/dom";
 import { promptRow } from "./lib/inputs";
@@ -31,21 +34,9 @@ import type { AnyModel, RenderProps } from "./lib/types";
 import type { ExportItem } from "./lib/widget";
 import { createWidget, svgBlob } from "./lib/widget";
 
-const MODES: Array<[string, string]> = [
-  ["zero", "zero"],
-  ["mean", "mean"],
-  ["resample", "resample"],
-];
-
 /** Parse the `focus` trait: [layer, head] inside the grid, or null. */
 export function parseFocus(x: unknown, nLayers: number, nHeads: number): Head | null {
   return indexPair(x, nLayers, nHeads);
-}
-
-interface Decoded {
-  key: unknown;
-  meta: string;
-  tensor: Tensor | null;
 }
 
 // Not a named export: anywidget warns ("Direct export of a 'render'") when a module has one.
@@ -55,13 +46,9 @@ function render({ model, el }: RenderProps): () => void {
 
   // ---- header -------------------------------------------------------------------------------
   const prompt = promptRow(w);
-  const colorBy = h("select", { class: "lw-select", testid: "lw-color-by", attrs: { "aria-label": "Colour heads by score" } });
-  const mode = h("select", { class: "lw-select", testid: "lw-mode", attrs: { "aria-label": "Ablation mode" } });
-  for (const [v, label] of MODES) mode.appendChild(h("option", { text: label, attrs: { value: v } }));
-  const summary = h("span", { class: "lw-summary", testid: "lw-summary" });
   const resample = resampleField(w);
-  // The lens selection this grid follows (a head picked in another view of the same lens).
-  const linked = h("span", { class: "lw-summary lw-linked", testid: "lw-linked" });
+  const controls = new AttentionControls(resample.el);
+  const { colorBy, mode, summary } = controls;
   // Hovering a token marks its query row in every thumbnail.
   const promptTokens = new TokenStrip({
     layout: "flow",
@@ -69,17 +56,7 @@ function render({ model, el }: RenderProps): () => void {
     itemTestid: "lw-prompt-token",
     onHover: (i) => markQuery(i),
   });
-  w.header.append(
-    prompt.el,
-    h("div", { class: "lw-controls" }, [
-      h("label", { class: "lw-field" }, [h("span", { text: "Colour by" }), colorBy]),
-      h("label", { class: "lw-field" }, [h("span", { text: "Ablation" }), mode]),
-      resample.el,
-      summary,
-      linked,
-    ]),
-    promptTokens.el,
-  );
+  w.header.append(prompt.el, controls.el, promptTokens.el);
 
   // ---- body ---------------------------------------------------------------------------------
   const grid = new HeadGrid({
@@ -116,34 +93,27 @@ function render({ model, el }: RenderProps): () => void {
   w.body.append(h("div", { class: "lw-main" }, [grid.el, side]));
 
   // ---- state --------------------------------------------------------------------------------
-  let patterns: Decoded = { key: null, meta: "", tensor: null };
-  let scores: Decoded = { key: null, meta: "", tensor: null };
+  const tensors = new GridTensors(w.decode);
 
   const nLayers = () => {
-    const t = patterns.tensor;
+    const t = tensors.patterns;
     return t && t.shape.length === 4 ? t.shape[0] : Number(model.get("n_layers")) || 0;
   };
   const nHeads = () => {
-    const t = patterns.tensor;
+    const t = tensors.patterns;
     return t && t.shape.length === 4 ? t.shape[1] : Number(model.get("n_heads")) || 0;
   };
   /** Thumbnail side in cells (the prompt length unless pooled). */
   const seqLen = () => {
-    const t = patterns.tensor;
+    const t = tensors.patterns;
     return t && t.shape.length === 4 ? t.shape[2] : 0;
   };
   const patMeta = (): PatternMeta | null => (model.get("patterns_meta") as PatternMeta | null) ?? null;
   /** Prompt length in tokens. */
   const nPos = () => Number(patMeta()?.pos) || seqLen();
-  // A pooled grid's focused head, fetched from the kernel for the current patterns (`gen`):
-  // its overview (prompts over window_max tokens) and the window drawn in the focus panel.
-  let gen = 0;
-  let over: { key: string; side: number; bin: number; data: Float32Array } | null = null;
-  let fetchingOver = "";
-  let win: { id: string; key: string; b: Bounds; data: Float32Array } | null = null;
-  let pendingWin = "";
-  let failedWin = "";
-  let queuedWin: [Head, Bounds] | null = null;
+  // A pooled grid's focused head, fetched from the kernel for the current patterns: its overview
+  // (prompts over window_max tokens) and the window drawn in the focus panel.
+  const fetched = new HeadFetch(w, () => invalidate("focus"));
   let drawnWin = "";
   let windowSide = 64;
   const windowMax = () => Number(patMeta()?.window_max) || 256;
@@ -154,43 +124,6 @@ function render({ model, el }: RenderProps): () => void {
     const s = model.get("score_names");
     return Array.isArray(s) ? s.map(String) : [];
   };
-
-  function decodePatterns(): void {
-    const view = model.get("patterns");
-    const meta = model.get("patterns_meta");
-    const metaKey = JSON.stringify(meta ?? null);
-    if (view === patterns.key && metaKey === patterns.meta) return;
-    patterns = { key: view, meta: metaKey, tensor: null };
-    gen++;
-    over = null;
-    win = null;
-    failedWin = "";
-    if (!hasTensor(view, meta)) return;
-    patterns.tensor = w.decode("attention patterns", () => {
-      const t = decodePatternTensor(view, meta as PatternMeta);
-      if (t.shape.length !== 4 || t.shape[2] !== t.shape[3]) {
-        throw new Error(`patterns must have shape [L, H, T, T], got ${JSON.stringify(t.shape)}`);
-      }
-      return t;
-    });
-  }
-
-  function decodeScores(): void {
-    const view = model.get("scores");
-    const metaTrait = model.get("scores_meta");
-    const metaKey = JSON.stringify(metaTrait ?? null);
-    if (view === scores.key && metaKey === scores.meta) return;
-    scores = { key: view, meta: metaKey, tensor: null };
-    const len = (view as { byteLength?: number } | null)?.byteLength ?? 0;
-    if (!len) return;
-    const L = nLayers();
-    const H = nHeads();
-    const meta =
-      metaTrait && typeof metaTrait === "object" && "dtype" in metaTrait
-        ? metaTrait
-        : { dtype: "f32" as const, shape: [L * H > 0 ? len / 4 / (L * H) : 0, L, H] };
-    scores.tensor = w.decode("head scores", () => decodeTensor(view, meta));
-  }
 
   // ---- actions ------------------------------------------------------------------------------
   function markQuery(i: number | null): void {
@@ -204,60 +137,19 @@ function render({ model, el }: RenderProps): () => void {
     invalidate("focus");
   }
 
-  /** Ask the kernel for a pooled head's overview; redraw the focus when it comes. */
-  async function fetchOverview(f: Head): Promise<void> {
-    const key = `${f[0]},${f[1]}`;
-    if (fetchingOver === key) return;
-    fetchingOver = key;
-    const mine = gen;
-    const reply = await w.request<{ meta: PatternMeta }>("overview", { layer: f[0], head: f[1] });
-    if (fetchingOver === key) fetchingOver = "";
-    if (!reply || mine !== gen || !reply.buffers[0]) return;
-    const meta = reply.result.meta;
-    const t = w.decode("pattern overview", () => decodePatternTensor(reply.buffers[0], meta));
-    if (t) over = { key, side: Number(meta.size), bin: Number(meta.bin) || 1, data: t.data };
-    invalidate("focus");
-  }
-
-  /** Ask the kernel for window `b` of head `f` at full resolution (one request at a time: the
-   * latest wanted window follows when the current one comes). */
-  async function fetchWindow(f: Head, b: Bounds): Promise<void> {
-    const key = `${f[0]},${f[1]}`;
-    const id = `${key}|${b.join(",")}`;
-    if ((win && win.id === id) || pendingWin === id || failedWin === id) return;
-    if (pendingWin) {
-      queuedWin = [f, b];
-      return;
-    }
-    pendingWin = id;
-    const mine = gen;
-    const [q0, q1, k0, k1] = b;
-    const reply = await w.request<{ meta: PatternMeta }>("window", { layer: f[0], head: f[1], q0, q1, k0, k1 });
-    pendingWin = "";
-    if (!reply) failedWin = id;
-    if (reply && mine === gen && reply.buffers[0]) {
-      const t = w.decode("pattern window", () => decodeTensor(reply.buffers[0], reply.result.meta));
-      if (t) win = { id, key, b, data: t.data };
-      invalidate("focus");
-    }
-    const next = queuedWin;
-    queuedWin = null;
-    if (next && mine === gen) void fetchWindow(next[0], next[1]);
-  }
-
   /** Move the focused head's window: `to(current, side, pos)` gives the new bounds. */
   function moveWindow(to: (b: Bounds | null, side: number, pos: number) => Bounds): void {
     const f = parseFocus(model.get("focus"), nLayers(), nHeads());
     if (!f) return;
     const b = to(currentBounds(), winSide(), nPos());
-    failedWin = "";
-    void fetchWindow(f, b);
+    fetched.retry();
+    void fetched.fetchWindow(f, b);
   }
 
   /** The window the view wants: the kernel's `focus_window`, else the one shown, else the default. */
   function currentBounds(): Bounds | null {
     const P = nPos();
-    return parseBounds(model.get("focus_window"), P, windowMax()) ?? win?.b ?? null;
+    return parseBounds(model.get("focus_window"), P, windowMax()) ?? fetched.win?.b ?? null;
   }
 
   function ablate(): void {
@@ -314,26 +206,18 @@ function render({ model, el }: RenderProps): () => void {
 
   function draw(d: Set<Part>): void {
     if (d.has("decode")) {
-      decodePatterns();
-      decodeScores();
+      if (tensors.updatePatterns(model.get("patterns"), model.get("patterns_meta"))) fetched.reset();
+      tensors.updateScores(model.get("scores"), model.get("scores_meta"), nLayers(), nHeads());
       ["grid", "focus", "header", "layout"].forEach((p) => d.add(p as Part));
     }
     const L = nLayers();
     const H = nHeads();
     const T = seqLen();
     if (d.has("header")) {
-      const names = scoreNames();
-      const current = String(model.get("color_by") ?? "");
-      colorBy.replaceChildren(...names.map((n) => h("option", { text: n, attrs: { value: n } })));
-      if (names.includes(current)) colorBy.value = current;
-      colorBy.disabled = names.length === 0;
       const m = String(model.get("ablation_mode") ?? "zero");
-      if (!MODES.some(([v]) => v === m)) mode.appendChild(h("option", { text: m, attrs: { value: m } }));
-      mode.value = m;
-      resample.sync(m);
       const link = model.get("linked") as { label?: unknown; source?: unknown } | null;
-      linked.textContent = link && link.label ? `Selected ${String(link.label)} (${String(link.source ?? "")})` : "";
-      linked.dataset.label = link && link.label ? String(link.label) : "";
+      controls.sync(scoreNames(), String(model.get("color_by") ?? ""), m, link);
+      resample.sync(m);
       prompt.sync();
       const toks = tokens();
       promptTokens.setTokens(toks);
@@ -347,11 +231,11 @@ function render({ model, el }: RenderProps): () => void {
     }
     if (d.has("grid")) {
       grid.setData({
-        patterns: patterns.tensor?.data ?? null,
+        patterns: tensors.patterns?.data ?? null,
         nLayers: L,
         nHeads: H,
         T,
-        scores: scores.tensor?.data ?? null,
+        scores: tensors.scores?.data ?? null,
         scoreNames: scoreNames(),
         colorBy: String(model.get("color_by") ?? ""),
       });
@@ -366,7 +250,7 @@ function render({ model, el }: RenderProps): () => void {
       grid.setFocus(f);
       grid.draw();
       const pooled = binOf(patMeta()) > 1;
-      if (f && patterns.tensor && T > 0) {
+      if (f && tensors.patterns && T > 0) {
         const names = scoreNames();
         const scoreList = names.map((n, s) => [n, grid.score(s, f[0], f[1])] as [string, number]);
         const P = pooled ? nPos() : T;
@@ -377,20 +261,20 @@ function render({ model, el }: RenderProps): () => void {
         if (!pooled) {
           overview.hide();
           const base = (f[0] * H + f[1]) * T * T;
-          focus.setHead(f, patterns.tensor.data.subarray(base, base + T * T), labels, scoreList);
+          focus.setHead(f, tensors.patterns.data.subarray(base, base + T * T), labels, scoreList);
         } else {
           const big = P > windowMax();
           const b = big ? currentBounds() ?? defaultWindow(winSide(), P) : ([0, P, 0, P] as Bounds);
-          if (big && over?.key !== key) void fetchOverview(f);
-          void fetchWindow(f, b);
-          if (big && over?.key === key) {
+          if (big && fetched.over?.key !== key) void fetched.fetchOverview(f);
+          void fetched.fetchWindow(f, b);
+          if (big && fetched.over?.key === key) {
             overview.setPalette(w.palette(), sequential(w.palette().theme));
-            overview.setData(over.data, over.side, over.bin, P, windowMax(), win ? win.b[1] - win.b[0] : winSide(), key);
+            overview.setData(fetched.over.data, fetched.over.side, fetched.over.bin, P, windowMax(), fetched.win ? fetched.win.b[1] - fetched.win.b[0] : winSide(), key);
           } else if (!big) overview.hide();
-          if (win && win.key === key) {
-            const [q0, q1, k0, k1] = win.b;
-            focus.setHead(f, win.data, labels, scoreList, { q0, k0, rows: q1 - q0, cols: k1 - k0 });
-          } else if (big && over?.key === key) {
+          if (fetched.win && fetched.win.key === key) {
+            const [q0, q1, k0, k1] = fetched.win.b;
+            focus.setHead(f, fetched.win.data, labels, scoreList, { q0, k0, rows: q1 - q0, cols: k1 - k0 });
+          } else if (big && fetched.over?.key === key) {
             // the overview first; the window follows (a rerun of this head's block)
             focus.setHead(f, new Float32Array(0), labels, scoreList, { q0: b[0], k0: b[2], rows: 0, cols: 0 });
           }
@@ -398,9 +282,9 @@ function render({ model, el }: RenderProps): () => void {
         if (focus.shownHead() === key) {
           focus.setWidth(focusWidth());
           focus.update();
-          if (overview.isShown() && over?.key === key) overview.draw(focusWidth(), win && win.key === key ? win.b : null);
-          if (win && win.id !== drawnWin && focus.isShown()) {
-            drawnWin = win.id;
+          if (overview.isShown() && fetched.over?.key === key) overview.draw(focusWidth(), fetched.win && fetched.win.key === key ? fetched.win.b : null);
+          if (fetched.win && fetched.win.id !== drawnWin && focus.isShown()) {
+            drawnWin = fetched.win.id;
             const lock = focus.getLocked();
             if (lock?.axis === "row") focus.scrollTo(lock.index);
           }
@@ -440,7 +324,7 @@ function render({ model, el }: RenderProps): () => void {
 
   w.setExports(() => {
     const items: ExportItem[] = [];
-    if (patterns.tensor) {
+    if (tensors.patterns) {
       items.push(
         { id: "png", label: "Head grid (PNG)", filename: "attention-grid.png", make: () => grid.toPNG() },
         { id: "svg", label: "Head grid (SVG)", filename: "attention-grid.svg", make: () => svgBlob(grid.toSVG(gridTitle())) },
