@@ -16,17 +16,18 @@
 // Behind the canvas, a visually hidden table of the drawn window's cells (a11y.ts,
 // data-testid lw-lens-cells): each cell's token, id, probability and shade value as data attributes.
 //
-// This file is the view itself (DOM, scroll virtualisation, pointer and keyboard events, draw
-// scheduling, exports); its parts live beside it: layout.ts (geometry, data shape, key moves),
-// colors.ts, paint.ts (the canvas painting), tooltip.ts, legend.ts, svg.ts (the SVG export),
-// expose.ts (the test attributes), a11y.ts (the hidden cell table).
+// This file is the view itself (DOM, pointer and keyboard events, drawing, exports); its parts live
+// beside it: layout.ts (geometry, data shape, key moves), scroll.ts (the scroll container as a
+// viewport: hit tests, cell centres), frame.ts (the coalesced animation-frame redraw), colors.ts,
+// paint.ts (the canvas painting), tooltip.ts, legend.ts, svg.ts (the SVG export), expose.ts (the
+// test attributes), a11y.ts (the hidden cell table).
 
 import { canvasToPNG, devicePixelRatioOf, get2d, now, setupCanvas } from "../lib/canvas";
 import { h, hasFocus, listen } from "../lib/dom";
 import type { Palette } from "../lib/theme";
 import { placeTooltip } from "../lib/tooltip";
 import type { VGrid, VHit, VWindow, Viewport } from "../lib/virtual";
-import { cellViewRect, contentSize, hitTestView, maxScroll, scrollToShow, visibleWindow, windowCells } from "../lib/virtual";
+import { contentSize, visibleWindow, windowCells } from "../lib/virtual";
 import { LensCellTable } from "./a11y";
 import type { LensColors } from "./colors";
 import { defaultLensColors, lensCellFill, lensColors } from "./colors";
@@ -34,10 +35,12 @@ import type { Shade } from "./data";
 import { shadeValues, top1, vocabToken } from "./data";
 import { exposeLens } from "./expose";
 import type { LensCanvas, LensData, LensTableOptions } from "./layout";
-import { CELL_H, CELL_W, EMPTY_DATA, FALLBACK_VIEW_H, FALLBACK_VIEW_W, HEADER_H, LABEL_W, defaultRowLabel, exportView, keyMove } from "./layout";
+import { CELL_H, CELL_W, EMPTY_DATA, HEADER_H, LABEL_W, defaultRowLabel, exportView, keyMove } from "./layout";
 import { lensLegend } from "./legend";
 import type { LensLook } from "./paint";
 import { paintLens } from "./paint";
+import { FrameTimer } from "./frame";
+import { cellCenterIn, hitAtEvent, inTable, scrollCellIntoView, scrollerViewport } from "./scroll";
 import { lensSVG } from "./svg";
 import { lensCellSummary, lensTooltip } from "./tooltip";
 
@@ -63,7 +66,7 @@ export class LensTableView {
   private textCache = new Map<number, string>();
   private headerCache = new Map<number, string>();
   private textKey = "";
-  private frame = 0;
+  private readonly frame = new FrameTimer(() => this.canvas.ownerDocument?.defaultView, () => this.draw());
   private readonly offs: Array<() => void> = [];
   /** The last draw: time in ms and number of cells painted (for tests and the perf budget). */
   lastDrawMs = 0;
@@ -131,52 +134,28 @@ export class LensTableView {
 
   /** The viewport: the scroll container's client box (fallback before layout), never past the content. */
   viewport(): Viewport {
-    const c = contentSize(this.grid);
-    const cw = this.scroller.clientWidth;
-    const ch = this.scroller.clientHeight;
-    const viewW = Math.max(1, Math.min(c.width, cw > 0 ? cw : FALLBACK_VIEW_W));
-    const viewH = Math.max(1, Math.min(c.height, ch > 0 ? ch : FALLBACK_VIEW_H));
-    const m = maxScroll(this.grid, viewW, viewH);
-    return {
-      scrollX: Math.min(Math.max(0, this.scroller.scrollLeft || 0), m.x),
-      scrollY: Math.min(Math.max(0, this.scroller.scrollTop || 0), m.y),
-      viewW,
-      viewH,
-    };
+    return scrollerViewport(this.grid, this.scroller);
   }
 
   private hitAt(ev: MouseEvent): VHit | null {
     if (!this.data.table) return null;
-    const rect = this.canvas.getBoundingClientRect();
-    const v = this.viewport();
-    const x = ev.clientX - rect.left;
-    const y = ev.clientY - rect.top;
-    if (x >= v.viewW || y >= v.viewH) return null;
-    return hitTestView(this.grid, v.scrollX, v.scrollY, x, y);
+    return hitAtEvent(this.grid, this.viewport(), this.canvas, ev);
   }
 
   /** Centre of cell (r, p) in canvas-relative CSS px, or null when it is not fully in view. */
   cellCenter(row: number, pos: number): { x: number; y: number } | null {
     const g = this.grid;
-    if (!(row >= 0 && row < g.rows && pos >= 0 && pos < g.cols)) return null;
-    const v = this.viewport();
-    const r = cellViewRect(g, v.scrollX, v.scrollY, row, pos);
-    if (r.x < g.labelW || r.y < g.headerH || r.x + r.w > v.viewW || r.y + r.h > v.viewH) return null;
-    return { x: r.x + r.w / 2, y: r.y + r.h / 2 };
+    return inTable(g, row, pos) ? cellCenterIn(g, this.viewport(), row, pos, true) : null;
   }
 
   /** Scroll cell (r, p) into view (least movement), redraw now, and return its centre (canvas CSS px). */
   scrollToCell(row: number, pos: number): { x: number; y: number } | null {
     const g = this.grid;
-    if (!(row >= 0 && row < g.rows && pos >= 0 && pos < g.cols)) return null;
-    const s = scrollToShow(g, this.viewport(), row, pos);
-    if (this.scroller.scrollLeft !== s.x) this.scroller.scrollLeft = s.x;
-    if (this.scroller.scrollTop !== s.y) this.scroller.scrollTop = s.y;
+    if (!inTable(g, row, pos)) return null;
+    scrollCellIntoView(g, this.viewport(), this.scroller, row, pos);
     this.draw();
     this.cells.flush();
-    const v = this.viewport();
-    const r = cellViewRect(g, v.scrollX, v.scrollY, row, pos);
-    return { x: r.x + r.w / 2, y: r.y + r.h / 2 };
+    return cellCenterIn(g, this.viewport(), row, pos, false);
   }
 
   // ---- data -----------------------------------------------------------------------------------
@@ -305,27 +284,12 @@ export class LensTableView {
 
   /** Redraw on the next animation frame (coalesced). */
   schedule(): void {
-    if (this.frame) return;
-    const win = this.canvas.ownerDocument?.defaultView;
-    const raf = win?.requestAnimationFrame?.bind(win);
-    const run = () => {
-      this.frame = 0;
-      this.draw();
-    };
-    this.frame = raf ? raf(run) : (setTimeout(run, 16) as unknown as number);
-  }
-
-  private cancelFrame(): void {
-    if (!this.frame) return;
-    const win = this.canvas.ownerDocument?.defaultView;
-    if (win?.cancelAnimationFrame) win.cancelAnimationFrame(this.frame);
-    else clearTimeout(this.frame);
-    this.frame = 0;
+    this.frame.schedule();
   }
 
   /** Draw the visible window now. */
   draw(): void {
-    this.cancelFrame();
+    this.frame.cancel();
     const t0 = now();
     const d = this.data;
     const has = !!d.table && d.table.R > 0 && d.table.T > 0;
@@ -416,7 +380,7 @@ export class LensTableView {
   }
 
   destroy(): void {
-    this.cancelFrame();
+    this.frame.cancel();
     this.cells.cancel();
     this.offs.splice(0).forEach((f) => f());
     this.el.remove();
