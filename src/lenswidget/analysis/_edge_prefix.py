@@ -63,6 +63,17 @@ def _causal(model: Any) -> str:
     return ""
 
 
+class _PrefixKV(ps.PrefixKV):
+    """:class:`~._position_start.PrefixKV` that tiles the prefix afresh for each call instead of
+    keeping every tiling: the edge engines' batches vary in size, and a Runs (with its keys and
+    values) lives on in the :class:`EdgeScores` that recorded it."""
+
+    def _prefix(self, layer: int, start: int, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        reps = rows // self.n
+        k, v = self.keys[layer][:, :, :start], self.values[layer][:, :, :start]
+        return (k.repeat(reps, 1, 1, 1), v.repeat(reps, 1, 1, 1)) if reps > 1 else (k, v)
+
+
 @contextmanager
 def recording(model: Any, n: int, k: int) -> Iterator[ps.PrefixKV | None]:
     """While active (``0 < k``), a forward of ``n`` prompts hands every layer's keys and values
@@ -71,7 +82,7 @@ def recording(model: Any, n: int, k: int) -> Iterator[ps.PrefixKV | None]:
     if k == 0:
         yield None
         return
-    kv = ps.PrefixKV(n)
+    kv = _PrefixKV(n)
     handles = []
     for i, block in enumerate(model.blocks):
         def pre(mod: Any, args: tuple, i: int = i) -> None:
