@@ -11,8 +11,14 @@ Targets (issue 8), measured in the same run:
   (batch x pos x n_upstream x d_model floats: the clean-minus-corrupted outputs of every writer).
 
 Cases: the factual pair ("The Eiffel Tower is located in the city of" -> " Paris" vs "The
-Colosseum ..." -> " Rome", 11 tokens) and a batch of 8 prompts of 100 tokens (different
-89-token lead-ins before the same pair). "One forward" is ``model(tokens)`` without gradients
+Colosseum ..." -> " Rome", 11 tokens); a batch of 8 prompts of 100 tokens (different 89-token
+lead-ins before the same pair), where each clean prompt and its corrupted prompt share the first
+90 positions: the engines compute only the positions after that shared prefix (attending to the
+corrupted run's keys and values before it, ``_edge_prefix``), which is where this case's speed
+comes from; and the same batch with the first two words of each corrupted lead-in swapped
+("batch, early difference": the prompts share only ``<bos>``, every position is computed), the
+figure for prompts without a long shared prefix. Each case prints its shared prefix and the
+position the runs started at. "One forward" is ``model(tokens)`` without gradients
 (full logits), median of three, timed again just before each item (the shared machine's load
 drifts; it is printed per item), in wall time and in process CPU time (which another
 process's turns on the cores do not count); each item one run, after a warm-up call of EAP.
@@ -106,6 +112,16 @@ def batch(model, n: int = 8, length: int = 100):
     return torch.stack(rows_c), torch.stack(rows_r)
 
 
+def batch_early(model, n: int = 8, length: int = 100):
+    """:func:`batch` with the corrupted prompts' first two lead-in tokens swapped (positions 1, 2):
+    clean and corrupted then share only position 0."""
+    clean, corrupted = batch(model, n, length)
+    corrupted = corrupted.clone()
+    corrupted[:, [1, 2]] = corrupted[:, [2, 1]]
+    assert bool((corrupted[:, 1] != clean[:, 1]).all())
+    return clean, corrupted
+
+
 def forward_seconds(model, tokens) -> tuple[float, float]:
     """(wall, process CPU) seconds of one forward without gradients, medians of three."""
     with torch.no_grad():
@@ -159,6 +175,9 @@ def run_case(name, model, clean, corrupted, metric, exact_sample: int):
     print_table(["what", "seconds", "x forward", "x forward (CPU)", "target", "load"], rows)
     print(f"EAP-IG peak extra memory {mem / 2**20:.0f} MiB; its buffer (batch x pos x {len(graph.writers)} "
           f"writers x d_model floats) {buffer / 2**20:.0f} MiB; ratio {mem / buffer:.2f}")
+    print(f"shared prefix {ig.stats['shared_prefix']} of {p} positions; gradient runs started at {ig.stats['start']}"
+          f"{' (' + ig.stats['fallback'] + ')' if ig.stats['fallback'] else ''}, patched runs at {curve.stats['start']}"
+          f"{' (' + curve.stats['fallback'] + ')' if curve.stats['fallback'] else ''}")
     print("faithfulness (top):   ", " ".join(f"{v:.2f}" for v in curve.faithfulness.tolist()))
     print("faithfulness (random):", " ".join(f"{v:.2f}" for v in curve.random.tolist()))
     print(f"AUC {curve.auc:.3f} (random {curve.auc_random:.3f}); top edges: {ig.top(5)}")
@@ -183,7 +202,9 @@ def main() -> None:
     run_case("factual pair", model, clean, corrupted, metric, exact_sample=64)
     if not args.quick:
         clean, corrupted = batch(model)
-        run_case("batch", model, clean, corrupted, metric, exact_sample=8)
+        run_case("batch (shared prefix)", model, clean, corrupted, metric, exact_sample=8)
+        clean, corrupted = batch_early(model)
+        run_case("batch, early difference", model, clean, corrupted, metric, exact_sample=8)
 
 
 if __name__ == "__main__":
