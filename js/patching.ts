@@ -12,26 +12,29 @@
 // `exact` many times a second); result maps are decoded only for entries whose bytes changed.
 //
 // This file is the widget shell: it lays the parts out, wires requests and traits, and redraws.
-// The parts live in patching/: settings.ts (directions, metrics, `selected`), sweep.ts (the sweep
-// controls), sites.ts (the sites menu), summary.ts (the metric on both runs), tokens.ts (the two
-// tokenizations), tooltip.ts, site.ts (one card per site), top.ts, cell.ts, pairs.ts, export.ts.
+// The parts live in patching/: settings.ts (directions, metrics, `selected`), controls.ts (their
+// selects and the metric switch), sweep.ts (the sweep controls), sites.ts (the sites menu),
+// summary.ts (the metric on both runs), tokens.ts (the two tokenizations), tooltip.ts, blocks.ts
+// (one block per site: site.ts's card and top.ts's list), cell.ts, pairs.ts, export.ts.
 
 import type { CellContext } from "./patching/cell";
 import { CellPanel } from "./patching/cell";
-import type { SiteEntry, ViewMode } from "./patching/data";
+import type { SiteEntry } from "./patching/data";
 import { ResultMapCache, diffMasks, sweepCounts } from "./patching/data";
+import { SiteBlocks } from "./patching/blocks";
+import { SettingsControls } from "./patching/controls";
 import { heatmapsSVG } from "./patching/export";
 import { InputBox, RejectedPanel } from "./patching/inputs";
 import { PairsList, parsePairs } from "./patching/pairs";
-import { DIRECTIONS, METRICS, metricLabel, otherMetric, parseSelected } from "./patching/settings";
-import { SiteCard } from "./patching/site";
+import { metricLabel, otherMetric, parseSelected } from "./patching/settings";
+import type { SiteCard } from "./patching/site";
 import { SitesMenu } from "./patching/sites";
 import { MetricSummary } from "./patching/summary";
 import { SweepControls } from "./patching/sweep";
 import { TokenRows } from "./patching/tokens";
 import { showCellTooltip } from "./patching/tooltip";
-import { TopList, parseTop } from "./patching/top";
-import { button, h } from "./lib/dom";
+import { parseTop } from "./patching/top";
+import { h } from "./lib/dom";
 import { fmt3 } from "./lib/format";
 import type { Cell } from "./lib/heatmap";
 import { numberOr, strings } from "./lib/json";
@@ -57,12 +60,8 @@ function render({ model, el }: RenderProps): () => void {
   // ---- header ---------------------------------------------------------------------------------
   const box = new InputBox(w, () => void apply());
 
-  const direction = h("select", { class: "lw-select", testid: "lw-direction", attrs: { "aria-label": "Patching direction" } });
-  for (const [v, label] of DIRECTIONS) direction.appendChild(h("option", { text: label, attrs: { value: v } }));
-  const metric = h("select", { class: "lw-select", testid: "lw-metric", attrs: { "aria-label": "Metric" } });
-  for (const [v, label] of METRICS) metric.appendChild(h("option", { text: label, attrs: { value: v } }));
-  const metricToggle = button("show logit diff", "lw-metric-toggle", "lw-btn lw-btn-small");
-  metricToggle.title = "Shade by the other metric (the results are converted, nothing reruns)";
+  const settings = new SettingsControls();
+  const { direction, metric, metricToggle } = settings;
 
   const sitesMenu = new SitesMenu();
   const { summary: sitesSummary, list: sitesList, el: sitesBox } = sitesMenu;
@@ -72,13 +71,7 @@ function render({ model, el }: RenderProps): () => void {
   w.header.append(
     box.promptsEl,
     box.answersEl,
-    h("div", { class: "lw-controls" }, [
-      h("label", { class: "lw-field" }, [h("span", { text: "direction" }), direction]),
-      h("label", { class: "lw-field" }, [h("span", { text: "metric" }), metric]),
-      metricToggle,
-      sitesBox,
-      ...sweepCtl.els,
-    ]),
+    h("div", { class: "lw-controls" }, [...settings.els, sitesBox, ...sweepCtl.els]),
   );
 
   // ---- body: summary and tokens ---------------------------------------------------------------
@@ -114,10 +107,16 @@ function render({ model, el }: RenderProps): () => void {
   let attribution = new Map<string, SiteEntry>();
   let exactErrors = new Map<string, string>();
   let attrErrors = new Map<string, string>();
-  const cards = new Map<string, SiteCard>();
-  const tops = new Map<string, TopList>();
-  const blocks = new Map<string, HTMLElement>();
-  const modes = new Map<string, ViewMode>();
+  const blocks = new SiteBlocks({
+    onCellClick: clickCell,
+    onHover: (c, cell) => showTooltip(c, cell),
+    onPosHover: markPos,
+    onChange: () => {
+      tooltip.hidden = true;
+      invalidate("layout");
+    },
+  });
+  const { cards, tops } = blocks;
   /** The cell clicked, until Python's `selected` says otherwise. */
   let localSel: { site: string; index: number[] } | null = null;
   let redraws = 0;
@@ -214,15 +213,7 @@ function render({ model, el }: RenderProps): () => void {
 
   function renderInputs(): void {
     box.sync(model);
-    const selectValue = (s: HTMLSelectElement, v: string, opts: Array<[string, string]>) => {
-      if (v && !opts.some(([o]) => o === v) && ![...s.options].some((o) => o.value === v)) s.appendChild(h("option", { text: v, attrs: { value: v } }));
-      if (v) s.value = v;
-    };
-    selectValue(direction, String(model.get("direction") ?? "denoise"), DIRECTIONS);
-    const m = String(model.get("metric") ?? "normalized");
-    selectValue(metric, m, METRICS);
-    metricToggle.textContent = otherMetric(m).text;
-    metricToggle.dataset.metric = m;
+    settings.sync(String(model.get("direction") ?? "denoise"), String(model.get("metric") ?? "normalized"));
   }
 
   function renderSitesMenu(): void {
@@ -244,37 +235,6 @@ function render({ model, el }: RenderProps): () => void {
     });
   }
 
-  function cardFor(site: string): SiteCard {
-    let card = cards.get(site);
-    if (card) return card;
-    card = new SiteCard({
-      site,
-      onCellClick: clickCell,
-      onHover: (c, cell) => showTooltip(c, cell),
-      onPosHover: markPos,
-      onChange: () => {
-        modes.set(site, card!.getMode());
-        tooltip.hidden = true;
-        invalidate("layout");
-      },
-    });
-    const m = modes.get(site);
-    if (m) card.setMode(m);
-    cards.set(site, card);
-    return card;
-  }
-
-  function blockFor(site: string): HTMLElement {
-    let b = blocks.get(site);
-    if (b) return b;
-    const top = new TopList(site, clickCell);
-    tops.set(site, top);
-    b = h("div", { class: "lw-pt-site-block" }, [cardFor(site).el, top.el]);
-    b.dataset.site = site;
-    blocks.set(site, b);
-    return b;
-  }
-
   function renderTop(): void {
     const map = model.get("top_components");
     const sel = selection();
@@ -291,17 +251,7 @@ function render({ model, el }: RenderProps): () => void {
       attrErrors = at.errors;
     }
     const list = sites();
-    for (const [s, card] of cards) {
-      if (!list.includes(s)) {
-        card.destroy();
-        cards.delete(s);
-        tops.get(s)?.destroy();
-        tops.delete(s);
-        blocks.get(s)?.remove();
-        blocks.delete(s);
-      }
-    }
-    const els = list.map((s) => blockFor(s));
+    const els = blocks.sync(list);
     if (els.length !== mapsList.children.length || els.some((e, i) => mapsList.children[i] !== e)) mapsList.replaceChildren(...els);
     const ct = cleanTokens();
     const xt = corruptedTokens();
@@ -425,10 +375,7 @@ function render({ model, el }: RenderProps): () => void {
 
   return () => {
     redraw.dispose();
-    cards.forEach((c) => c.destroy());
-    cards.clear();
-    tops.forEach((t) => t.destroy());
-    tops.clear();
+    blocks.destroy();
     cellPanel.destroy();
     for (const s of [cleanStrip, corrStrip]) s.destroy();
     rejected.destroy();
