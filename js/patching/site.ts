@@ -9,35 +9,29 @@
 // Behind the canvas, a visually hidden table of the slice shown (a11y.ts): screen readers and
 // browser tests read every cell's value there.
 //
-// This file is the card itself (DOM, slice and mode state, events, drawing); beside it:
-// cardtypes.ts (geometry and the shapes it is given / reports), legend.ts (badge, colour legend,
-// agreement line), info.ts (a cell's tooltip content), slices.ts (the slice selects).
+// This file is the card itself (values and mode state, events, drawing); beside it: cardview.ts
+// (its elements), slicing.ts (which slice is shown, the selected cell), cardtypes.ts (geometry and
+// the shapes it is given / reports), legend.ts (badge, colour legend, agreement line), info.ts (a
+// cell's tooltip content), slices.ts (the slice selects).
 
 import type { ColorScale } from "../lib/colors";
 import { diverging, maxAbs } from "../lib/colors";
-import { h, listen } from "../lib/dom";
-import type { Cell, GridLayout } from "../lib/heatmap";
-import { Heatmap } from "../lib/heatmap";
+import { listen } from "../lib/dom";
+import type { Cell, GridLayout, Heatmap } from "../lib/heatmap";
 import type { Palette } from "../lib/theme";
-import { TokenStrip, displayToken } from "../lib/tokens";
-import { SiteCellTable } from "./a11y";
+import type { TokenStrip } from "../lib/tokens";
+import { displayToken } from "../lib/tokens";
+import type { SiteCellTable } from "./a11y";
 import type { CardData, CellInfo, ExportSpec, SiteCardOptions } from "./cardtypes";
-import { GAP, MODE_LABELS, cellSize, sameStrings } from "./cardtypes";
-import type { Agreement, Axes, Combined, SiteEntry, ViewMode } from "./data";
-import {
-  agreement,
-  argmaxAbs,
-  axisLabels,
-  cellIndex,
-  chooseAxes,
-  combine,
-  extractSlice,
-  gridSize,
-  isPosDim,
-} from "./data";
+import { GAP, cellSize, sameStrings } from "./cardtypes";
+import type { CardView } from "./cardview";
+import { buildCardView } from "./cardview";
+import type { Agreement, Combined, SiteEntry, ViewMode } from "./data";
+import { agreement, axisLabels, combine } from "./data";
 import { cellInfo } from "./info";
 import { agreementText, badgeText, fillAgreement, hasNaN, legendNodes } from "./legend";
 import { drawOverlay } from "./overlay";
+import { Slicing } from "./slicing";
 import { syncSliceSelects } from "./slices";
 
 export { fmtCell } from "./overlay";
@@ -52,24 +46,13 @@ export class SiteCard {
   readonly rowStrip: TokenStrip;
   readonly colStrip: TokenStrip;
   readonly cells: SiteCellTable;
-  private readonly hookEl: HTMLElement;
-  private readonly badge: HTMLElement;
-  private readonly modeSelect: HTMLSelectElement;
-  private readonly modeField: HTMLElement;
-  private readonly slicesBox: HTMLElement;
-  private readonly agreementEl: HTMLElement;
-  private readonly legendEl: HTMLElement;
-  private readonly emptyEl: HTMLElement;
-  private readonly gridEl: HTMLElement;
-  private readonly errorEl: HTMLElement;
+  /** The card's other elements (cardview.ts). */
+  private readonly ui: CardView;
 
   private data: CardData = { exact: null, attribution: null, error: "", cleanTokens: [], corruptedTokens: [], diff: [], metricLabel: "" };
   private mode: ViewMode = "mixed";
-  private dims: string[] = [];
-  private shape: number[] = [];
-  private axes: Axes = { row: -1, col: -1, extra: [] };
-  private fixed: number[] = [];
-  private fixedKey = "";
+  /** Which slice is shown, and the selected cell (slicing.ts). */
+  private readonly slicing = new Slicing();
   private combined: Combined = { values: new Float32Array(0), approx: null, source: "none", exactCells: 0, approxCells: 0 };
   private agree: Agreement | null = null;
   private slice: Float32Array = new Float32Array(0);
@@ -82,8 +65,6 @@ export class SiteCard {
   private cellH = 16;
   private rowLabels: string[] = [];
   private colLabels: string[] = [];
-  private selected: number[] | null = null;
-  private selectedKey = "";
   private hover: Cell | null = null;
   private colMark: number | null = null;
   private sliceSelects = new Map<number, HTMLSelectElement>();
@@ -94,61 +75,23 @@ export class SiteCard {
   constructor(private readonly opts: SiteCardOptions) {
     const site = opts.site;
     this.site = site;
-    this.heatmap = new Heatmap({
-      testid: `lw-heatmap-${site}`,
-      ariaLabel: `Activation patching, site ${site}: layers as rows`,
-      gap: GAP,
-      margin: 2,
+    const ui = buildCardView(site, {
       onHover: (cell) => this.setHover(cell),
       onClick: (cell) => this.click(cell),
-    });
-    const canvas = this.heatmap.canvas;
-    canvas.classList.add("lw-pt-canvas");
-    canvas.tabIndex = 0;
-    canvas.dataset.site = site;
-    this.cells = new SiteCellTable(site);
-    canvas.setAttribute("aria-details", this.cells.table.id);
-    this.rowStrip = new TokenStrip({ layout: "axis-left", testid: `lw-rows-${site}`, itemTestid: "lw-row-label" });
-    this.colStrip = new TokenStrip({
-      layout: "axis-top",
-      testid: `lw-cols-${site}`,
-      itemTestid: "lw-col-label",
-      onHover: (i) => {
-        if (this.axes.col >= 0 && isPosDim(this.dims[this.axes.col])) this.opts.onPosHover?.(i);
+      onColHover: (i) => {
+        if (this.slicing.colIsPos()) this.opts.onPosHover?.(i);
       },
     });
+    this.ui = ui;
+    this.el = ui.el;
+    this.heatmap = ui.heatmap;
+    this.rowStrip = ui.rowStrip;
+    this.colStrip = ui.colStrip;
+    this.cells = ui.cells;
+    const canvas = ui.heatmap.canvas;
 
-    this.hookEl = h("code", { class: "lw-hook", testid: `lw-hook-${site}` });
-    this.badge = h("span", { class: "lw-pt-badge", testid: `lw-source-${site}` });
-    this.modeSelect = h("select", { class: "lw-select", testid: `lw-view-${site}`, attrs: { "aria-label": `Values shown for ${site}` } });
-    for (const [v, label] of MODE_LABELS) this.modeSelect.appendChild(h("option", { text: label, attrs: { value: v } }));
-    this.modeField = h("label", { class: "lw-field" }, [h("span", { text: "show" }), this.modeSelect]);
-    this.slicesBox = h("span", { class: "lw-pt-slices" });
-    this.agreementEl = h("div", { class: "lw-pt-agreement", testid: `lw-agreement-${site}` });
-    this.legendEl = h("div", { class: "lw-legend lw-pt-legend", testid: `lw-legend-${site}` });
-    this.emptyEl = h("div", { class: "lw-empty", testid: `lw-empty-${site}`, text: "No values for this site yet." });
-    this.errorEl = h("div", { class: "lw-pt-card-error", testid: `lw-site-error-${site}` });
-    this.errorEl.hidden = true;
-    const corner = h("div", { class: "lw-pt-corner" });
-    this.gridEl = h("div", { class: "lw-pt-grid" }, [corner, this.colStrip.el, this.rowStrip.el, canvas]);
-    this.el = h("section", { class: "lw-pt-card", testid: `lw-card-${site}` }, [
-      h("div", { class: "lw-pt-card-head" }, [
-        h("h3", { class: "lw-pt-site", text: site }),
-        this.hookEl,
-        this.badge,
-        h("span", { class: "lw-spacer" }),
-        this.slicesBox,
-        this.modeField,
-      ]),
-      this.errorEl,
-      this.emptyEl,
-      h("div", { class: "lw-pt-scroll" }, [this.gridEl, this.cells.el]),
-      h("div", { class: "lw-pt-card-foot" }, [this.legendEl, this.agreementEl]),
-    ]);
-    this.el.dataset.site = site;
-
-    listen(this.offs, this.modeSelect, "change", () => {
-      this.mode = this.modeSelect.value as ViewMode;
+    listen(this.offs, this.ui.modeSelect, "change", () => {
+      this.mode = this.ui.modeSelect.value as ViewMode;
       this.recompute();
       this.opts.onChange();
     });
@@ -168,8 +111,8 @@ export class SiteCard {
     const tokensChanged = !sameStrings(old.cleanTokens, d.cleanTokens) || !sameStrings(old.diff.map(String), d.diff.map(String));
     if (entriesChanged) this.recompute();
     else if (tokensChanged) this.updateLabels();
-    this.errorEl.textContent = d.error;
-    this.errorEl.hidden = !d.error;
+    this.ui.errorEl.textContent = d.error;
+    this.ui.errorEl.hidden = !d.error;
     if (old.metricLabel !== d.metricLabel) this.renderLegend();
   }
 
@@ -179,7 +122,7 @@ export class SiteCard {
 
   setMode(m: ViewMode): void {
     this.mode = m;
-    this.modeSelect.value = m;
+    this.ui.modeSelect.value = m;
     this.recompute();
   }
 
@@ -192,31 +135,18 @@ export class SiteCard {
     const p = this.primary();
     const dims = p ? p.dims : [];
     const shape = p ? p.shape : [];
-    const geometryChanged = !sameStrings(dims, this.dims) || !sameStrings(shape.map(String), this.shape.map(String));
-    this.dims = [...dims];
-    this.shape = [...shape];
-    if (geometryChanged) {
-      this.axes = chooseAxes(this.dims);
-      this.fixed = this.shape.map(() => 0);
-      this.fixedKey = "";
-      this.selectedKey = "";
-      this.hover = null;
-    }
+    if (this.slicing.setGeometry(dims, shape)) this.hover = null;
     const { exact, attribution } = this.data;
     const both = !!exact && !!attribution;
-    this.modeField.hidden = !both;
+    this.ui.modeField.hidden = !both;
     if (!both && this.mode !== "mixed") this.mode = "mixed";
-    this.modeSelect.value = this.mode;
+    this.ui.modeSelect.value = this.mode;
     this.combined = combine(exact, attribution, this.mode);
     this.agree = both && exact!.data.length === attribution!.data.length ? agreement(exact!.data, attribution!.data) : null;
     this.scale = diverging(this.palette?.theme ?? "light", maxAbs(this.combined.values) || 1);
     // First data for this geometry: show the slice with the largest effect.
-    if (!this.fixedKey && this.axes.extra.length && this.combined.values.length) {
-      const best = argmaxAbs(this.combined.values, this.shape);
-      for (const i of this.axes.extra) this.fixed[i] = best[i];
-      this.fixedKey = "auto";
-    }
-    const g = gridSize(this.shape, this.axes);
+    this.slicing.autoFix(this.combined.values);
+    const g = this.slicing.size();
     this.rows = p ? g.rows : 0;
     this.cols = p ? g.cols : 0;
     this.renderSlices();
@@ -226,28 +156,28 @@ export class SiteCard {
     this.renderAgreement();
     this.renderLegend();
     const empty = !p || this.rows * this.cols === 0;
-    this.emptyEl.hidden = !empty;
-    this.gridEl.hidden = empty;
+    this.ui.emptyEl.hidden = !empty;
+    this.ui.gridEl.hidden = empty;
   }
 
   private updateSlice(): void {
     const c = this.combined;
-    this.slice = c.values.length ? extractSlice(c.values, this.shape, this.axes, this.fixed) : new Float32Array(this.rows * this.cols).fill(NaN);
-    this.approxSlice = c.approx ? extractSlice(c.approx, this.shape, this.axes, this.fixed) : null;
+    const sl = this.slicing;
+    this.slice = c.values.length ? sl.extract(c.values) : new Float32Array(this.rows * this.cols).fill(NaN);
+    this.approxSlice = c.approx ? sl.extract(c.approx) : null;
     const canvas = this.heatmap.canvas;
     const d = canvas.dataset;
-    d.dims = this.dims.join(",");
-    d.rowDim = this.axes.row >= 0 ? this.dims[this.axes.row] : "";
-    d.colDim = this.axes.col >= 0 ? this.dims[this.axes.col] : "";
-    const slice: Record<string, number> = {};
-    for (const i of this.axes.extra) slice[this.dims[i]] = this.fixed[i];
-    d.slice = JSON.stringify(slice);
+    d.dims = sl.dims.join(",");
+    d.rowDim = sl.dim(sl.axes.row);
+    d.colDim = sl.dim(sl.axes.col);
+    d.slice = JSON.stringify(sl.fixedAxes());
     d.source = c.source;
     d.maxAbs = String(this.scale.domain[1]);
   }
 
   private updateLabels(): void {
-    const { rows, cols, axes, dims } = this;
+    const { rows, cols } = this;
+    const { axes, dims } = this.slicing;
     const p = this.primary();
     const rl = axes.row >= 0 ? axisLabels(dims[axes.row], rows, p, this.data.cleanTokens) : rows ? [""] : [];
     const cl = axes.col >= 0 ? axisLabels(dims[axes.col], cols, p, this.data.cleanTokens) : cols ? [""] : [];
@@ -259,7 +189,7 @@ export class SiteCard {
       this.colLabels = cl;
       this.colStrip.setTokens(cl);
     }
-    const pos = this.colIsPos();
+    const pos = this.slicing.colIsPos();
     for (let j = 0; j < cols; j++) {
       const item = this.colStrip.item(j);
       if (!item) continue;
@@ -270,25 +200,20 @@ export class SiteCard {
     }
   }
 
-  private colIsPos(): boolean {
-    return this.axes.col >= 0 && isPosDim(this.dims[this.axes.col]);
-  }
-
   private renderSlices(): void {
     syncSliceSelects({
-      box: this.slicesBox,
+      box: this.ui.slicesBox,
       selects: this.sliceSelects,
       site: this.site,
-      axes: this.axes,
-      dims: this.dims,
-      shape: this.shape,
+      axes: this.slicing.axes,
+      dims: this.slicing.dims,
+      shape: this.slicing.shape,
       p: this.primary(),
       tokens: this.data.cleanTokens,
       values: this.combined.values,
-      fixed: this.fixed,
+      fixed: this.slicing.fixed,
       onPick: (i, k) => {
-        this.fixed[i] = k;
-        this.fixedKey = "user";
+        this.slicing.pick(i, k);
         this.hover = null;
         this.updateSlice();
         this.opts.onChange();
@@ -300,23 +225,23 @@ export class SiteCard {
     const c = this.combined;
     const ex = this.data.exact;
     const text = badgeText(c, ex);
-    this.badge.textContent = text;
-    this.badge.dataset.source = c.source;
-    this.badge.className = `lw-pt-badge lw-pt-badge-${c.source}`;
-    this.hookEl.textContent = this.primary()?.hook ?? "";
+    this.ui.badge.textContent = text;
+    this.ui.badge.dataset.source = c.source;
+    this.ui.badge.className = `lw-pt-badge lw-pt-badge-${c.source}`;
+    this.ui.hookEl.textContent = this.primary()?.hook ?? "";
   }
 
   private renderAgreement(): void {
-    fillAgreement(this.agreementEl, this.site, this.agree);
+    fillAgreement(this.ui.agreementEl, this.site, this.agree);
   }
 
   private renderLegend(): void {
     const sc = this.scale;
-    this.legendEl.replaceChildren(...legendNodes(sc, !!this.combined.approx, hasNaN(this.combined.values), this.data.metricLabel));
+    this.ui.legendEl.replaceChildren(...legendNodes(sc, !!this.combined.approx, hasNaN(this.combined.values), this.data.metricLabel));
     const m = sc.domain[1];
-    this.legendEl.dataset.min = String(-m);
-    this.legendEl.dataset.max = String(m);
-    this.legendEl.hidden = this.combined.source === "none";
+    this.ui.legendEl.dataset.min = String(-m);
+    this.ui.legendEl.dataset.max = String(m);
+    this.ui.legendEl.hidden = this.combined.source === "none";
   }
 
   // ---- view state ----------------------------------------------------------------------------
@@ -340,30 +265,15 @@ export class SiteCard {
 
   /** The selected cell (full index in dims order), or null. Shows its slice when it is new. */
   setSelected(index: number[] | null): void {
-    const ok = !!index && index.length === this.shape.length && index.every((v, i) => Number.isInteger(v) && v >= 0 && v < this.shape[i]);
-    this.selected = ok ? [...index!] : null;
-    const key = ok ? index!.join(",") : "";
-    if (key !== this.selectedKey) {
-      this.selectedKey = key;
-      if (ok && this.axes.extra.some((i) => this.fixed[i] !== index![i])) {
-        for (const i of this.axes.extra) this.fixed[i] = index![i];
-        this.fixedKey = "user";
-        for (const [i, s] of this.sliceSelects) s.value = String(this.fixed[i]);
-        this.updateSlice();
-      }
-    }
+    if (!this.slicing.select(index)) return;
+    for (const [i, sel] of this.sliceSelects) sel.value = String(this.slicing.fixed[i]);
+    this.updateSlice();
   }
 
   /** Mark a token position (column band) when columns are positions; null clears. */
   setColumnMark(pos: number | null): void {
-    this.colMark = this.colIsPos() && pos !== null && pos < this.cols ? pos : null;
+    this.colMark = this.slicing.colIsPos() && pos !== null && pos < this.cols ? pos : null;
     this.colStrip.setMarks(this.colMark);
-  }
-
-  private selectedCell(): Cell | null {
-    const s = this.selected;
-    if (!s || this.axes.extra.some((i) => s[i] !== this.fixed[i])) return null;
-    return { row: this.axes.row >= 0 ? s[this.axes.row] : 0, col: this.axes.col >= 0 ? s[this.axes.col] : 0 };
   }
 
   private setHover(cell: Cell | null): void {
@@ -379,7 +289,7 @@ export class SiteCard {
 
   /** Full index (dims order) of heatmap cell (row, col) in the slice shown. */
   indexOf(cell: Cell): number[] {
-    return cellIndex(this.shape, this.axes, this.fixed, cell.row, cell.col);
+    return this.slicing.indexOf(cell.row, cell.col);
   }
 
   private onKey(ev: KeyboardEvent): void {
@@ -387,7 +297,7 @@ export class SiteCard {
     const m = moves[ev.key];
     if (m && this.rows && this.cols) {
       ev.preventDefault();
-      const cur = this.hover ?? this.selectedCell() ?? { row: 0, col: 0 };
+      const cur = this.hover ?? this.slicing.selectedCell() ?? { row: 0, col: 0 };
       const row = Math.max(0, Math.min(this.rows - 1, cur.row + (this.hover ? m[0] : 0)));
       const col = Math.max(0, Math.min(this.cols - 1, cur.col + (this.hover ? m[1] : 0)));
       this.setHover({ row, col });
@@ -415,12 +325,12 @@ export class SiteCard {
     hm.setCellSize(this.cellW, this.cellH, GAP);
     hm.setData(this.slice, this.rows, this.cols);
     hm.setScale(this.scale);
-    hm.setHighlight({ col: this.colMark, cell: this.selectedCell() });
+    hm.setHighlight({ col: this.colMark, cell: this.slicing.selectedCell() });
     hm.draw();
     const l = hm.layout;
     this.rowStrip.setSize(this.cellH + GAP, l.originY);
     this.colStrip.setSize(this.cellW + GAP, l.originX);
-    const sel = this.selectedCell();
+    const sel = this.slicing.selectedCell();
     hm.canvas.dataset.selected = sel ? `${sel.row},${sel.col}` : "";
     const { rows, cols, slice, approxSlice, scale, cellW, cellH } = this;
     drawOverlay(hm.canvas, { layout: l, rows, cols, slice, approxSlice, scale, palette: this.palette, cellW, cellH, hover: this.hover });
@@ -437,7 +347,7 @@ export class SiteCard {
       source: this.combined.source,
       metric: this.data.metricLabel,
       sliceText: this.sliceText(),
-      index: (r, c) => cellIndex(this.shape, this.axes, this.fixed, r, c),
+      index: (r, c) => this.slicing.indexOf(r, c),
     });
   }
 
@@ -445,18 +355,18 @@ export class SiteCard {
 
   /** What the tooltip says about heatmap cell (row, col). */
   info(cell: Cell): CellInfo {
-    return cellInfo(this.site, this.data, this.primary(), this.dims, this.shape, this.indexOf(cell));
+    return cellInfo(this.site, this.data, this.primary(), this.slicing.dims, this.slicing.shape, this.indexOf(cell));
   }
 
   /** The fixed axes of the slice shown, e.g. "head L1H2" (labels as in the slice selects), or "". */
   private sliceText(): string {
-    return this.axes.extra.map((i) => `${this.dims[i]} ${axisLabels(this.dims[i], this.shape[i], this.primary(), this.data.cleanTokens)[this.fixed[i]]}`).join(", ");
+    return this.slicing.text(this.primary(), this.data.cleanTokens);
   }
 
   /** Everything the SVG export draws for this card (the slice shown). */
   exportSpec(): ExportSpec {
     const sliceText = this.sliceText();
-    const src = this.badge.textContent ?? "";
+    const src = this.ui.badge.textContent ?? "";
     return {
       site: this.site,
       title: `${this.site}${sliceText ? ` — ${sliceText}` : ""}`,
@@ -465,13 +375,13 @@ export class SiteCard {
       cols: this.cols,
       rowLabels: this.rowLabels.map((s) => displayToken(s)),
       colLabels: this.colLabels.map((s) => displayToken(s)),
-      colMarks: Array.from({ length: this.cols }, (_, j) => this.colIsPos() && !!this.data.diff[j]),
+      colMarks: Array.from({ length: this.cols }, (_, j) => this.slicing.colIsPos() && !!this.data.diff[j]),
       values: this.slice,
       approx: this.approxSlice,
       scale: this.scale,
       legend: this.data.metricLabel,
       agreement: agreementText(this.agree),
-      selected: this.selectedCell(),
+      selected: this.slicing.selectedCell(),
     };
   }
 
