@@ -91,7 +91,7 @@ def test_weights_overlay_follows_rescoring_and_is_computed_once(toy_lens, monkey
 
     calls = []
     real = _circuit_overlay.all_composition_scores
-    monkeypatch.setattr(_circuit_overlay, "all_composition_scores", lambda m: calls.append(1) or real(m))
+    monkeypatch.setattr(_circuit_overlay, "all_composition_scores", lambda m, **kw: calls.append(1) or real(m, **kw))
     monkeypatch.setattr(_circuit_overlay, "_CACHE", __import__("weakref").WeakKeyDictionary())
     g = CircuitGraph(toy_lens, CLEAN, CORRUPT, "ship", "moon", method="eap", size=20, max_edges=30)
     assert g.overlay == {} and calls == []  # lazily: not before the overlay is turned on
@@ -103,6 +103,28 @@ def test_weights_overlay_follows_rescoring_and_is_computed_once(toy_lens, monkey
     g2 = CircuitGraph(toy_lens, CLEAN, CORRUPT, "ship", "moon", method="eap", size=5)
     g2.weights_overlay(True)
     assert calls == [1]  # once per model
+
+
+def test_first_overlay_reports_progress_and_can_be_cancelled(toy_lens, monkeypatch):
+    """The first computation (seconds on SmolLM2) runs in the background with progress; a cancel
+    leaves the overlay off and the next request computes it."""
+    from lenswidget.widgets import _circuit_overlay
+    from lenswidget.widgets.base import Progress
+
+    monkeypatch.setattr(_circuit_overlay, "_CACHE", __import__("weakref").WeakKeyDictionary())
+    g = CircuitGraph(toy_lens, CLEAN, CORRUPT, "ship", "moon", method="eap", size=10)
+    w = Wire(g)
+    monkeypatch.setattr(Progress, "cancel_requested", lambda self: True)
+    reply = w.request("weights_overlay", {"on": True})
+    assert not reply["ok"] and reply["error"]["kind"] == "cancelled", reply
+    assert g.overlay == {} and g._overlay.on is False
+    monkeypatch.undo()
+    monkeypatch.setattr(_circuit_overlay, "_CACHE", __import__("weakref").WeakKeyDictionary())
+    reply = w.request("weights_overlay", {"on": True}, rid="r2")
+    assert reply["ok"] and reply["result"]["on"] is True
+    steps = [(m["done"], m["total"]) for m in w.progress() if m["id"] == "r2"]
+    assert steps and steps[-1][0] == steps[-1][1] and len(steps) >= 1, steps
+    assert g.overlay["labels"]
 
 
 def test_bad_overlay_argument_is_an_error(graph, wire):

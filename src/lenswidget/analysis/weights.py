@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from ..errors import InputError
+from ..errors import Cancelled, InputError
 from .ablation import check_head
 from .hooks import head_label
 from .text import str_tokens
@@ -180,12 +180,20 @@ def _gram_factors(w: dict[str, torch.Tensor], kind: str) -> tuple[torch.Tensor, 
     return V.transpose(1, 2), (O @ O.transpose(1, 2)) @ V.transpose(1, 2)  # W_OV W_OVᵀ
 
 
-def all_composition_scores(model: Any, kinds: Iterable[str] = KINDS) -> dict[str, Composition]:
+def all_composition_scores(
+    model: Any,
+    kinds: Iterable[str] = KINDS,
+    *,
+    progress: Callable[[int, int], Any] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> dict[str, Composition]:
     """Composition scores of several kinds at once (they share the writing side's work).
 
     ``‖A B‖_F² = ⟨AᵀA, B Bᵀ⟩`` for every pair is one matrix product of the heads' flattened
     d_model × d_model Gram matrices (formed a block of rows at a time, upper triangle only): no
-    pair's product is materialised. Returns ``{kind: Composition}``."""
+    pair's product is materialised. Returns ``{kind: Composition}``. ``progress(done, total)`` is
+    called after each block of rows; ``cancel()`` is polled before each and raises
+    :class:`~lenswidget.errors.Cancelled` when it returns True."""
     kinds = [_check_kind(k) for k in kinds]
     if not kinds:
         raise InputError("No composition kinds given: use some of 'q', 'k', 'v'.")
@@ -199,7 +207,10 @@ def all_composition_scores(model: Any, kinds: Iterable[str] = KINDS) -> dict[str
         sq_norm = {k: torch.einsum("nij,nij->n", f, t) for k, (f, t) in factors.items()}
         d_model, n = w["W_Q"].shape[2], n_layers * n_heads
         acc = torch.zeros(n, n, len(kinds), dtype=torch.float64)  # [src head, dst head, kind]
+        n_blocks = -(-d_model // _ROW_BLOCK)
         for r0 in range(0, d_model, _ROW_BLOCK):
+            if cancel is not None and cancel():
+                raise Cancelled("Composition scores cancelled; nothing was changed.")
             r1 = min(r0 + _ROW_BLOCK, d_model)
 
             def block(name: str) -> torch.Tensor:  # rows r0:r1, columns r0: of every head's Gram
@@ -217,6 +228,8 @@ def all_composition_scores(model: Any, kinds: Iterable[str] = KINDS) -> dict[str
                 for c0 in range(n_heads, n, step):
                     c1 = min(c0 + step, n)
                     acc[: c1 - n_heads, c0:c1, i] += (left[: c1 - n_heads] @ right[c0:c1].T).double()
+            if progress is not None:
+                progress(r0 // _ROW_BLOCK + 1, n_blocks)
     base_mean, base_std = random_baseline(model)
     labels = tuple(head_label(l, h) for l in range(n_layers) for h in range(n_heads))
     out = {}

@@ -35,14 +35,15 @@ def _fingerprint(model: Any) -> tuple:
     return tuple((p.data_ptr(), p._version) for p in model.parameters())
 
 
-def compositions(model: Any) -> dict[str, Composition]:
-    """``{"q", "k", "v": Composition}`` of ``model``, computed once per model and weights."""
+def compositions(model: Any, progress: Any = None, cancel: Any = None) -> dict[str, Composition]:
+    """``{"q", "k", "v": Composition}`` of ``model``, computed once per model and weights
+    (``progress`` / ``cancel``: as :func:`~lenswidget.analysis.weights.all_composition_scores`)."""
     key = _fingerprint(model)
     with _LOCK:
         hit = _CACHE.get(model)
         if hit is not None and hit[0] == key:
             return hit[1]
-    comps = all_composition_scores(model)
+    comps = all_composition_scores(model, progress=progress, cancel=cancel)
     with _LOCK:
         _CACHE[model] = (key, comps)
     return comps
@@ -113,9 +114,11 @@ class WeightsOverlay:
         self.edges: dict[str, tuple[str, float, float]] = {}
         self.on = False
 
-    def show(self, model: Any, labels: Iterable[str]) -> dict:
-        """Turn on for the edges ``labels`` (those the view holds); returns the ``overlay`` trait."""
-        self.comps = compositions(model)
+    def show(self, model: Any, labels: Iterable[str], progress: Any = None, cancel: Any = None) -> dict:
+        """Turn on for the edges ``labels`` (those the view holds); returns the ``overlay`` trait.
+        A cancelled first computation raises :class:`~lenswidget.errors.Cancelled` and leaves
+        the overlay as it was."""
+        self.comps = compositions(model, progress, cancel)
         self.on = True
         self.edges = overlay_map(self.comps, labels, self.n_heads, self.n_kv_heads)
         return overlay_entry(self.comps, self.edges)

@@ -78,7 +78,7 @@ class CircuitGraph(PairTraits, LensWidget):
         "remove_node": Request("remove_node", {"label": str}),
         "restore": Request("restore", {}),
         "cancel_score": Request("cancel_score", {}, exclusive=False),
-        "weights_overlay": Request("weights_overlay", {"on": bool}),
+        "weights_overlay": Request("weights_overlay", {"on": bool}, background=True),
     }
 
     def __init__(
@@ -230,8 +230,8 @@ class CircuitGraph(PairTraits, LensWidget):
     def _req_restore(self) -> dict:
         return self._set_size(self.size, None)
 
-    def _req_weights_overlay(self, on: bool) -> dict:
-        return self._weights_overlay(on)
+    def _req_weights_overlay(self, on: bool, progress: Progress) -> dict:
+        return self._weights_overlay(on, progress)
 
     def _req_cancel_score(self) -> dict:
         running = self.score_state == "running"
@@ -310,11 +310,13 @@ class CircuitGraph(PairTraits, LensWidget):
         if self._overlay.on:  # the top edges changed: their composition scores with them
             self.overlay = self._overlay.show(self.lens.model, work.top_labels(self._max_edges))
 
-    def _weights_overlay(self, on: Any) -> dict:
+    def _weights_overlay(self, on: Any, progress: Progress | None = None) -> dict:
         if not isinstance(on, bool):
             raise InputError(f"The weights overlay is on (True) or off (False), got {on!r:.40}.")
         work = self._need_work()
-        entry = self._overlay.show(self.lens.model, work.top_labels(self._max_edges)) if on else self._overlay.hide()
+        cancel = progress.cancel_requested if progress is not None else None
+        labels = work.top_labels(self._max_edges)
+        entry = self._overlay.show(self.lens.model, labels, progress, cancel) if on else self._overlay.hide()
         with self.hold_sync():
             self.overlay = entry
             if self.edge_result:
