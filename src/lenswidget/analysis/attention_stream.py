@@ -130,17 +130,15 @@ def pool_pattern(pattern: torch.Tensor, size: int) -> torch.Tensor:
     """Max-pool [..., pos, pos] in square bins of :func:`pool_size` tokens to [..., side, side]
     (the pattern itself when ``size >= pos``): a thin stripe stays visible at any zoom. The
     bins do not overlap, so a cell above the diagonal covers only keys after its queries (zero in
-    a causal pattern) and the thumbnail is causal too. The last bin is padded with zeros."""
+    a causal pattern) and the thumbnail is causal too. The last bin takes the tokens left
+    (``ceil_mode``: no padded copy of the pattern)."""
     pos = pattern.shape[-1]
     k, side = pool_size(pos, size)
     if k == 1:
         return pattern
     lead = pattern.shape[:-2]
-    pad = side * k - pos
     flat = pattern.reshape(-1, 1, pos, pos)
-    if pad:
-        flat = F.pad(flat, (0, pad, 0, pad))
-    return F.max_pool2d(flat, k).reshape(*lead, side, side)
+    return F.max_pool2d(flat, k, ceil_mode=True).reshape(*lead, side, side)
 
 
 class _Stop(Exception):
