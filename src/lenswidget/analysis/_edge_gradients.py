@@ -154,8 +154,9 @@ def _prefix_scores(model: Any, graph: ComponentGraph, weights: Weights, clean: t
 
     def value(final: torch.Tensor, m: Callable, grad: bool = False):
         part = _unembed(model, final if after is None else final[:, after])
-        logits = prefix.merged_logits(model, part, final_corr, k, positions, memo)
-        return m(logits) if grad else eval_metric(m, logits)
+        if grad:  # the [n, p, vocab] logits are freed at once, not kept for the backward
+            return _PartMetric.apply(part, lambda x: m(prefix.merged_logits(model, x, final_corr, k, positions, memo)))
+        return eval_metric(m, prefix.merged_logits(model, part, final_corr, k, positions, memo))
 
     scores = torch.zeros(graph.n_edges, dtype=torch.float32, device=corrupted.device)
     base = {key: v for key, v in rec.items() if key != "out"}
@@ -201,6 +202,27 @@ def _prefix_scores(model: Any, graph: ComponentGraph, weights: Weights, clean: t
     if batches:  # the step-0 rows were the check
         prefix.decide(memo, k)
     return scores, runs
+
+
+class _PartMetric(torch.autograd.Function):
+    """``fn(part)`` (a 0-d tensor) whose gradient with respect to ``part`` is taken in the forward
+    (a small autograd pass through ``fn`` alone) and kept: the logits ``fn`` builds from ``part``
+    ([n, p, vocab], NaN where the metric does not read) are freed at once instead of being saved
+    for the backward by the metric's indexing, once per interpolation step in the batch."""
+
+    @staticmethod
+    def forward(ctx, part: torch.Tensor, fn: Callable) -> torch.Tensor:  # noqa: ANN001
+        with torch.enable_grad():
+            leaf = part.detach().requires_grad_(True)
+            value = fn(leaf)
+            (grad,) = torch.autograd.grad(value, leaf, allow_unused=True)
+        ctx.save_for_backward(torch.zeros_like(part) if grad is None else grad)
+        return value.detach()
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # noqa: ANN001, ANN205
+        (grad,) = ctx.saved_tensors
+        return grad_out * grad, None
 
 
 def embedding(model: Any, tokens: torch.Tensor) -> torch.Tensor:
