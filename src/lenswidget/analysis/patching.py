@@ -43,7 +43,6 @@ On SmolLM2 that is several times faster than TransformerLens's one-forward-per-c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 import torch
@@ -55,271 +54,19 @@ from ._patching_sites import (
     Site,
     get_site,
     iter_cells,
-    labels,
     n_heads_for,
     patch_hooks,
     region,
     value_shape,
 )
+from ._patch_result import PatchOne, PatchResult, make_result, stack_parts  # noqa: F401
+from ._patching_inputs import TokensLike, as_tokens, check_inputs, require_site_hooks, str_tokens_of  # noqa: F401
 from .hooks import act_name
-from .text import str_tokens
 
 __all__ = ["SITES", "PatchResult", "PatchOne", "Site", "patch_sweep", "patch_one"]
 
 Direction = Literal["denoise", "noise"]
 Metric = Callable[[torch.Tensor], Any]
-TokensLike = Any  # torch.Tensor [batch, pos] or [pos], a str, or a list of str
-
-
-@dataclass
-class PatchResult:
-    """The result of a patching sweep (exact or attribution).
-
-    Attributes:
-        values: the metric after patching each cell, float32 on the CPU, shaped like
-            ``transformer_lens.patching.get_act_patch_{site}``'s result (see ``dims``).
-            Cells a cancelled sweep did not reach are NaN.
-        dims: the axis names of ``values``: ``("layer", "pos")``, ``("layer", "head")``,
-            ``("layer", "pos", "head")``, ``("layer", "head", "dest_pos")``, ... Every axis whose
-            name ends in ``pos`` is a token position (labelled by ``pos_labels``); ``"patch_type"``
-            leads the ``*_every`` sites (labelled by ``patch_types``).
-        site: the site name (a key of :data:`SITES`).
-        hook: the TransformerLens hook name pattern, e.g. ``"blocks.{layer}.attn.hook_z"``
-            (``" | "``-joined for the ``*_every`` sites).
-        clean_value / corrupted_value: the metric on the unpatched clean / corrupted runs.
-        direction: ``"denoise"`` (clean into corrupted, TransformerLens's) or ``"noise"``.
-        method: ``"exact"`` (:func:`patch_sweep`) or ``"attribution"``.
-        layer_labels: ``["L0", "L1", ...]``.
-        pos_labels: the clean prompt's tokens as strings (first prompt of the batch), or None
-            when the model has no tokenizer; ``corrupted_pos_labels`` likewise.
-        head_labels: ``[layer][head]`` -> ``"L{l}H{h}"`` (``"L{l}KV{g}"`` for the key/value
-            heads of a grouped-query model), or None when the site has no head axis.
-        patch_types: for the ``*_every`` sites, the stacked sites in order (else empty).
-        partial: True when the sweep was cancelled before every cell was run.
-        done_mask: bool, shaped like ``values``: True where the cell was computed.
-        stats: how the sweep ran (engine, batches, runs, tokens through the blocks, seconds;
-            ``shared_prefix``: the leading positions every pair's prompts share, where runs
-            start at the earliest; ``unchanged_cells``: cells patched only there, whose value is
-            the base run's without a run; see ``_patching_engine``).
-    """
-
-    values: torch.Tensor
-    dims: tuple[str, ...]
-    site: str
-    hook: str
-    clean_value: float
-    corrupted_value: float
-    direction: str = "denoise"
-    method: str = "exact"
-    layer_labels: list[str] = field(default_factory=list)
-    pos_labels: list[str] | None = None
-    corrupted_pos_labels: list[str] | None = None
-    head_labels: list[list[str]] | None = None
-    patch_types: tuple[str, ...] = ()
-    partial: bool = False
-    done_mask: torch.Tensor | None = None
-    stats: dict = field(default_factory=dict)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.values.shape)
-
-    @property
-    def baseline_value(self) -> float:
-        """The metric of the run being patched: corrupted for denoising, clean for noising."""
-        return self.corrupted_value if self.direction == "denoise" else self.clean_value
-
-    def normalized(self) -> torch.Tensor:
-        """``(values - corrupted) / (clean - corrupted)``: 0 = the corrupted run's metric, 1 = the
-        clean run's. Raises InputError when the two are equal (the metric has no range)."""
-        span = self.clean_value - self.corrupted_value
-        if span == 0 or span != span:
-            raise InputError(
-                "the metric has no range: the prompts give the same value "
-                f"({self.clean_value:.4g} clean, {self.corrupted_value:.4g} corrupted)",
-                details={"clean_value": self.clean_value, "corrupted_value": self.corrupted_value},
-            )
-        return (self.values - self.corrupted_value) / span
-
-    def cell_hook(self, index: Sequence[int]) -> str:
-        """The concrete hook name a cell patches, e.g. ``"blocks.3.attn.hook_z"``."""
-        site = get_site(self.site)
-        if site.is_composite:
-            site = get_site(site.parts[int(index[0])])
-            index = index[1:]
-        return act_name(site.act, int(index[0]))
-
-    def cell_label(self, index: Sequence[int]) -> str:
-        """A short human label of a cell: hook, position token and head."""
-        parts = [self.cell_hook(index)]
-        dims = self.dims
-        for d, i in zip(dims, index):
-            if d.endswith("pos"):
-                tok = self.pos_labels[int(i)] if self.pos_labels else None
-                parts.append(f"{d} {int(i)}" + (f" {tok!r}" if tok is not None else ""))
-            elif d == "head":
-                parts.append(f"head {int(i)}")
-        return ", ".join(parts)
-
-
-@dataclass
-class PatchOne:
-    """One patched rerun (:func:`patch_one`).
-
-    Attributes:
-        value: the metric on the patched run (``float(result)`` gives it too).
-        logits: ``[batch, pos, vocab]`` logits of the patched run.
-        site / index / hook: which cell was patched, and the concrete hook name.
-        direction: ``"denoise"`` or ``"noise"``.
-    """
-
-    value: float
-    logits: torch.Tensor
-    site: str
-    index: tuple[int, ...]
-    hook: str
-    direction: str
-
-    def __float__(self) -> float:
-        return float(self.value)
-
-
-# ------------------------------------------------------------------ input checks
-def str_tokens_of(model: Any, tokens: torch.Tensor) -> list[str] | None:
-    """The string form of one prompt's tokens, or None when the model has no tokenizer."""
-    return None if getattr(model, "tokenizer", None) is None else str_tokens(model, tokens)
-
-
-def as_tokens(model: Any, tokens: TokensLike, what: str) -> torch.Tensor:
-    """``[batch, pos]`` int64 tokens on the model's device, from tokens or text."""
-    if isinstance(tokens, str):
-        tokens = [tokens]
-    if isinstance(tokens, (list, tuple)) and tokens and all(isinstance(t, str) for t in tokens):
-        rows = [model.to_tokens(t)[0] for t in tokens]
-        lengths = {int(r.shape[0]) for r in rows}
-        if len(lengths) != 1:
-            raise InputError(
-                f"the {what} prompts have different token counts ({sorted(lengths)}): every "
-                "prompt of a batch needs the same length",
-                details={"lengths": [int(r.shape[0]) for r in rows]},
-            )
-        tokens = torch.stack(rows)
-    t = torch.as_tensor(tokens)
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise InputError(f"{what} tokens must be integer token ids, got dtype {t.dtype}")
-    if t.ndim == 1:
-        t = t.unsqueeze(0)
-    if t.ndim != 2 or t.shape[0] == 0 or t.shape[1] == 0:
-        raise InputError(
-            f"{what} tokens must be shaped [batch, pos] (or [pos]), got {tuple(t.shape)}",
-            details={"shape": list(t.shape)},
-        )
-    vocab = int(model.cfg.d_vocab)
-    if int(t.min()) < 0 or int(t.max()) >= vocab:
-        raise InputError(f"{what} tokens must lie in [0, {vocab}) (the model's vocabulary)")
-    return t.long().to(model.cfg.device)
-
-
-def check_inputs(
-    model: Any, clean_tokens: TokensLike, corrupted_tokens: TokensLike, direction: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate the model and both prompt batches; returns ``(clean, corrupted)`` tensors."""
-    if direction not in ("denoise", "noise"):
-        raise InputError(
-            f"direction must be 'denoise' (clean into corrupted) or 'noise' (corrupted into "
-            f"clean), got {direction!r}"
-        )
-    if not hasattr(model, "run_with_cache") or not hasattr(model, "cfg"):
-        raise InputError(
-            f"patching needs a TransformerLens model (TransformerBridge), got {type(model).__name__}"
-        )
-    if any(m.training for m in model.modules()):
-        raise InputError(
-            "the model is in training mode (dropout would make patching random); call "
-            "model.eval() first"
-        )
-    clean = as_tokens(model, clean_tokens, "clean")
-    corrupted = as_tokens(model, corrupted_tokens, "corrupted")
-    if clean.shape[1] != corrupted.shape[1]:
-        ct, rt = str_tokens_of(model, clean[0]), str_tokens_of(model, corrupted[0])
-        shown = ""
-        if ct is not None and rt is not None:
-            shown = f"; clean: {ct}; corrupted: {rt}"
-        raise InputError(
-            f"the clean and corrupted prompts have different token counts: clean has "
-            f"{clean.shape[1]} tokens, corrupted has {corrupted.shape[1]}. Patching needs prompts "
-            f"of the same length{shown}",
-            details={
-                "clean_length": int(clean.shape[1]),
-                "corrupted_length": int(corrupted.shape[1]),
-                "clean_tokens": ct,
-                "corrupted_tokens": rt,
-            },
-        )
-    if clean.shape[0] != corrupted.shape[0]:
-        raise InputError(
-            f"the clean and corrupted batches differ in size: {clean.shape[0]} clean prompts, "
-            f"{corrupted.shape[0]} corrupted prompts; patching pairs them one to one",
-            details={"clean_batch": int(clean.shape[0]), "corrupted_batch": int(corrupted.shape[0])},
-        )
-    return clean, corrupted
-
-
-def require_site_hooks(model: Any, site: Site) -> None:
-    """InputError when the model lacks the hook a site patches (e.g. ``mlp_out`` on an
-    attention-only model, ``resid_mid`` on a parallel-attention model)."""
-    hook_dict = model.hook_dict  # built on each access: read it once
-    for layer in (0, int(model.cfg.n_layers) - 1):
-        name = act_name(site.act, layer)
-        if name not in hook_dict:
-            why = ""
-            if site.act in ("mlp_out", "resid_mid") and getattr(model.cfg, "attn_only", False):
-                why = " (it is an attention-only model: it has no MLP layers)"
-            elif site.act == "resid_mid" and getattr(model.cfg, "parallel_attn_mlp", False):
-                why = " (its attention and MLP read the same residual in parallel)"
-            elif site.act == "resid_mid":
-                why = " (its blocks have no residual between attention and MLP)"
-            raise InputError(
-                f"site {site.name!r} patches {site.hook}, which this model does not have{why}",
-                details={"site": site.name, "hook": name},
-            )
-
-
-def make_result(
-    model: Any,
-    site: Site,
-    values: torch.Tensor,
-    clean: torch.Tensor,
-    corrupted: torch.Tensor,
-    *,
-    base_value: float,
-    source_value: float,
-    direction: str,
-    method: str,
-    partial: bool,
-    done_mask: torch.Tensor,
-    stats: dict,
-) -> PatchResult:
-    """A :class:`PatchResult` with its labels, from the metric on the run being patched
-    (``base_value``) and on the run patched from (``source_value``)."""
-    clean_value, corrupted_value = (
-        (source_value, base_value) if direction == "denoise" else (base_value, source_value)
-    )
-    return PatchResult(
-        values=values,
-        dims=site.dims,
-        site=site.name,
-        hook=site.hook,
-        clean_value=clean_value,
-        corrupted_value=corrupted_value,
-        direction=direction,
-        method=method,
-        corrupted_pos_labels=str_tokens_of(model, corrupted[0]),
-        partial=partial,
-        done_mask=done_mask,
-        stats=stats,
-        **labels(model, site, int(model.cfg.n_layers), str_tokens_of(model, clean[0])),
-    )
 
 
 def _base_source(direction: str, clean: torch.Tensor, corrupted: torch.Tensor):
@@ -370,52 +117,6 @@ def _simple_sweep(
     return make_result(
         model, site, values, clean, corrupted, base_value=base_value, source_value=source_value,
         direction=direction, method="exact", partial=bool(cancelled), done_mask=done, stats=stats.as_dict(),
-    )
-
-
-def stack_parts(model: Any, site: Site, parts: list[PatchResult], method: str) -> PatchResult:
-    """Stack the parts of a ``*_every`` site as TransformerLens does: k/v head axes zero-padded
-    to ``n_heads`` (grouped-query models), the by-position pattern moved to [layer, pos, head]."""
-    n_heads = int(model.cfg.n_heads)
-    vals, masks = [], []
-    for part in parts:
-        v, m = part.values, part.done_mask
-        assert m is not None
-        if part.dims == ("layer", "head", "dest_pos"):
-            v, m = v.permute(0, 2, 1), m.permute(0, 2, 1)
-        if "head" in site.dims and v.shape[-1] != n_heads:
-            pad = n_heads - v.shape[-1]
-            v = torch.nn.functional.pad(v, (0, pad))
-            m = torch.cat([m, m[..., :1].expand(*m.shape[:-1], pad)], dim=-1)
-        vals.append(v)
-        masks.append(m)
-    first = parts[0]
-    stats = {"parts": [p.stats for p in parts]}
-    for key in ("runs", "batches", "block_tokens", "unembed_tokens", "unchanged_cells", "seconds"):
-        stats[key] = sum(p.stats.get(key, 0) for p in parts)
-    stats["engine"] = ",".join(sorted({str(p.stats.get("engine", "")) for p in parts}))
-    head_labels = None
-    if "head" in site.dims:
-        head_labels = labels(model, get_site("attn_head_out_all_pos"), int(model.cfg.n_layers), None)[
-            "head_labels"
-        ]
-    return PatchResult(
-        values=torch.stack(vals),
-        dims=site.dims,
-        site=site.name,
-        hook=site.hook,
-        clean_value=first.clean_value,
-        corrupted_value=first.corrupted_value,
-        direction=first.direction,
-        method=method,
-        layer_labels=first.layer_labels,
-        pos_labels=first.pos_labels,
-        corrupted_pos_labels=first.corrupted_pos_labels,
-        head_labels=head_labels,
-        patch_types=site.parts,
-        partial=any(p.partial for p in parts),
-        done_mask=torch.stack(masks),
-        stats=stats,
     )
 
 
