@@ -305,23 +305,16 @@ def smol_case(smollm2_model):
 
 
 @pytest.mark.smollm2
-def test_smollm2_eap_and_circuits_from_the_prefix_equal_every_position(smol_case, monkeypatch):
+def test_smollm2_eap_from_the_prefix_equals_every_position(smol_case, monkeypatch):
     model, clean, corrupted, metric = smol_case
     k = prefix.ps.shared_prefix(clean, corrupted)
     assert k >= 0.6 * clean.shape[1]
     monkeypatch.setattr(eg, "SHARED_CLEAN_TOKENS", 0)  # a short batch: take the prefix path anyway
     got = edge_attribution(model, clean, corrupted, metric, method="eap")
     assert got.stats == {"shared_prefix": k, "start": k, "fallback": ""}
-    masks = torch.zeros(2, got.graph.n_edges, dtype=torch.bool)
-    masks[0, got.order(100).cpu()] = True
-    masks[1, got.order(1000).cpu()] = True
-    rows = ep.evaluate(got._runs, masks, "circuit", metric)
-    assert got._runs.memo["prefix"] == k
     _every_position(monkeypatch)
     full = edge_attribution(model, clean, corrupted, metric, method="eap")
     assert full.stats["start"] == 0
     torch.testing.assert_close(got.scores, full.scores, rtol=1e-3, atol=1e-3 * float(full.scores.abs().max()))
-    assert [e for e, _ in got.top(5)] == [e for e, _ in full.top(5)]
-    want = ep.evaluate(full._runs, masks, "circuit", metric)
-    torch.testing.assert_close(rows, want, rtol=1e-3, atol=1e-3)
-    assert (want - full.corrupted_value).abs().max() > 0.5
+    assert [e for e, _ in got.top(5)] == [e for e, _ in full.top(5)] and float(full.scores.abs().max()) > 1.0
+    assert got.clean_value == pytest.approx(full.clean_value, abs=1e-3) and abs(got.clean_value - got.corrupted_value) > 1.0
