@@ -13,7 +13,7 @@ Targets (issue 8), measured in the same run:
 Cases: the factual pair ("The Eiffel Tower is located in the city of" -> " Paris" vs "The
 Colosseum ..." -> " Rome", 11 tokens); a batch of 8 prompts of 100 tokens (different 89-token
 lead-ins before the same pair), where each clean prompt and its corrupted prompt share the first
-90 positions: the engines compute only the positions after that shared prefix (attending to the
+91 positions: the engines compute only the positions after that shared prefix (attending to the
 corrupted run's keys and values before it, ``_edge_prefix``), which is where this case's speed
 comes from; and the same batch with the first two words of each corrupted lead-in swapped
 ("batch, early difference": the prompts share only ``<bos>``, every position is computed), the
