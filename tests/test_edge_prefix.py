@@ -17,6 +17,8 @@ from lenswidget.analysis import (
     edge_attribution, faithfulness_curve, logit_diff_metric, patch_edge,
 )
 
+from tests.test_circuits import _final_grad  # d metric / d final residual, by hand autograd
+
 ARCHS = ["toy", "gpt2", "llama"]
 # a value counted as moved: >= 60x the tolerances below (abs 1e-5, rel 1e-4 of values ~ 1)
 MOVED = 0.01
@@ -65,22 +67,6 @@ def _outputs(model, tokens):
         if f"blocks.{l}.hook_mlp_out" in cache:
             out[f"mlp{l}"] = cache[f"blocks.{l}.hook_mlp_out"]
     return out, cache
-
-
-def _final_grad(model, tokens, metric, embed=None):
-    """d metric / d final residual [n, p, d] by hand autograd (optionally with the embedding replaced)."""
-    box = {}
-
-    def leaf(x, hook):
-        box["x"] = x.detach().requires_grad_(True)
-        return box["x"]
-
-    hooks = [("ln_final.hook_in", leaf)]
-    if embed is not None:
-        hooks.insert(0, ("blocks.0.hook_resid_pre", lambda x, hook: embed))
-    with torch.enable_grad():
-        (grad,) = torch.autograd.grad(metric(model.run_with_hooks(tokens, fwd_hooks=hooks)), box["x"])
-    return grad
 
 
 def _metric_of(model, tokens, metric, hooks=()):
