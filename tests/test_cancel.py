@@ -46,7 +46,9 @@ def test_cancel_from_another_thread_stops_the_sweep_and_frees_the_session(toy_le
     total = res.values.numel()
     done = int(res.done_mask.sum())
     assert res.partial and 0 < done < total, (done, total)
-    assert res.stats["runs"] == done < total  # runs actually made, not only results hidden
+    # runs actually made, not only results hidden (cells patched in the prompts' shared prefix
+    # are the unpatched value and need no run)
+    assert res.stats["runs"] > 0 and res.stats["runs"] + res.stats["unchanged_cells"] == done < total
     assert torch.isnan(res.values[~res.done_mask]).all()
     assert seen[-1][0] == done < seen[-1][1] == total
     # the session is free at once: the next request runs without waiting
