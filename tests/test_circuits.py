@@ -85,6 +85,11 @@ def test_graph_labels_layers_and_edges(case):
 # ------------------------------------------------------------------ EAP references
 def _outputs(model, tokens):
     _, cache = model.run_with_cache(tokens)
+    return _outputs_from_cache(model, cache)
+
+
+def _outputs_from_cache(model, cache):
+    """Every node's output by label [n, p, d] (a head's is ``z @ W_O``) from a run's cache."""
     out = {"embed": cache["blocks.0.hook_resid_pre"]}
     for l in range(model.cfg.n_layers):
         z = cache[f"blocks.{l}.attn.hook_z"]

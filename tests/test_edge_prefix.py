@@ -17,7 +17,7 @@ from lenswidget.analysis import (
     edge_attribution, faithfulness_curve, logit_diff_metric, patch_edge,
 )
 
-from tests.test_circuits import _final_grad  # d metric / d final residual, by hand autograd
+from tests.test_circuits import _final_grad, _outputs_from_cache  # hand autograd; node outputs
 
 ARCHS = ["toy", "gpt2", "llama"]
 # a value counted as moved: >= 60x the tolerances below (abs 1e-5, rel 1e-4 of values ~ 1)
@@ -59,14 +59,7 @@ def _outputs(model, tokens):
     """Every node's output by label [n, p, d] (a head's is ``z @ W_O``), and the cache."""
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens)
-    out = {"embed": cache["blocks.0.hook_resid_pre"]}
-    for l in range(model.cfg.n_layers):
-        z = cache[f"blocks.{l}.attn.hook_z"]
-        for h in range(model.cfg.n_heads):
-            out[f"L{l}H{h}"] = z[:, :, h] @ model.blocks[l].attn.W_O[h]
-        if f"blocks.{l}.hook_mlp_out" in cache:
-            out[f"mlp{l}"] = cache[f"blocks.{l}.hook_mlp_out"]
-    return out, cache
+    return _outputs_from_cache(model, cache), cache
 
 
 def _metric_of(model, tokens, metric, hooks=()):
