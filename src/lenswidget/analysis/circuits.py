@@ -35,6 +35,7 @@ import torch
 from ..errors import InputError
 from . import _edge_gradients as eg
 from . import _edge_patching as ep
+from . import _edge_prefix
 from ._circuit_graph import ComponentGraph, Reader, component_graph
 from .patching import Metric, TokensLike, check_inputs
 from .promoted import PromotedTokens, promoted_tokens
@@ -83,7 +84,7 @@ class EdgeScores:
         positions were computed, which is exact; else 0) and why not, when they share one."""
         if self._runs is None:
             return {}
-        return ep.prefix.stats(self._runs, "prefix" if self.method == "exact" else "grad_prefix")
+        return _edge_prefix.stats(self._runs, "prefix" if self.method == "exact" else "grad_prefix")
 
     def __len__(self) -> int:
         return self.graph.n_edges
@@ -330,5 +331,5 @@ def faithfulness_curve(
         fractions=fr, sizes=sizes, faithfulness=norm[:k], random=norm[k:], metric=values[:k],
         metric_random=values[k:], m_full=runs.m_clean, m_empty=runs.m_corr,
         auc=_auc(fr, norm[:k]), auc_random=_auc(fr, norm[k:]), random_edges=random_edges,
-        stats=ep.prefix.stats(runs),
+        stats=_edge_prefix.stats(runs),
     )
