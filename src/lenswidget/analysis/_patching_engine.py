@@ -189,8 +189,7 @@ def _score(model: Any, st: State, metric: Metric, hidden: torch.Tensor, start: i
         h = hidden[s * n : (s + per_slice) * n]
         part = _unembed(model, h if after is None else h[:, after])
         stats.unembed_tokens += part.shape[0] * part.shape[1]
-        logits = ps.merge_logits(part, st.base_logits, start, positions, n)
-        out.extend(eval_metric(metric, logits[j * n : (j + 1) * n]) for j in range(h.shape[0] // n))
+        out.extend(eval_metric(metric, run) for run in ps.run_logits(part, st.base_logits, start, positions, n))
     return out
 
 
@@ -290,7 +289,8 @@ def sweep(
     else:
         with torch.no_grad():
             want = runs_per_batch(model, n, p, "full", batch_size)
-            k = first_batch_size(model, n, p, want, order, waste) if stats.engine == "fast" else want
+            reads = None if positions is None else len(positions)
+            k = first_batch_size(model, n, p, want, order, waste, reads) if stats.engine == "fast" else want
             chunk, rest = order[:k], order[k:]
             logits = _run_full(model, site, st, chunk, stats, first=True, last=not rest and not unchanged)
             finish(chunk, score_full(logits, len(chunk)))

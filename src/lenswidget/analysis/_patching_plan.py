@@ -95,23 +95,32 @@ def runs_per_batch(
     return max(1, min(by_memory, by_speed))
 
 
+def unembed_cost(model: Any) -> float:
+    """What unembedding one position costs, in matmul FLOPs: the ``d_model x d_vocab`` product and
+    writing and copying its ``d_vocab`` logits (elementwise, see ``ELEMENTWISE_FLOPS``)."""
+    v = int(model.cfg.d_vocab)
+    return 2.0 * int(model.cfg.d_model) * v + ELEMENTWISE_FLOPS * 2 * v
+
+
 def first_batch_size(
-    model: Any, n: int, p: int, want: int, order: Sequence[Cell], waste: Callable[[Cell], int]
+    model: Any, n: int, p: int, want: int, order: Sequence[Cell], waste: Callable[[Cell], int],
+    reads: int | None = None,
 ) -> int:
     """How many of the cells (``order``: sorted by ``waste``) the first batch takes.
 
     The first batch runs full forwards, so a cell there recomputes ``waste(cell)`` block-position
-    pairs per prompt that a later batch would skip. It takes cells while that waste stays below
-    what one more batch costs in per-call overhead: on the toy model that is every cell (one
-    forward in all), on SmolLM2 the first few. The count is nudged so the batch's row count is
+    pairs per prompt that a later batch would skip, and it unembeds all ``p`` positions where a
+    later batch unembeds only the ``reads`` positions the metric declares (None: every one). It
+    takes cells while that waste stays below what one more batch costs in per-call overhead. The count is nudged so the batch's row count is
     not also another axis length (captured block inputs are told apart from other tensors by
     their first axis)."""
     cfg = model.cfg
     per_token_layer = token_cost(model, p)
     budget = BLOCK_CALL_FLOPS * int(cfg.n_layers)
+    logit_waste = n * (p - (p if reads is None else reads)) * unembed_cost(model)
     total, k = 0.0, 0
     for cell in order[: max(1, want)]:
-        total += waste(cell) * n * per_token_layer
+        total += waste(cell) * n * per_token_layer + logit_waste
         if k > 0 and total > budget:
             break
         k += 1

@@ -114,8 +114,8 @@ def _native_forward(self: Any, hidden_states: torch.Tensor, attention_mask: Any 
         mask = self.causal_mask[kv - seq : kv, :kv]
     else:
         mask = torch.zeros(seq, kv, dtype=torch.bool, device=scores.device)
-    scores = scores.masked_fill(mask, float("-inf"))
-    pattern = torch.softmax(scores, dim=-1).masked_fill(mask, 0.0)
+    scores = scores.masked_fill_(mask, float("-inf"))  # in place: both are fresh tensors
+    pattern = torch.softmax(scores, dim=-1).masked_fill_(mask, 0.0)
     if pattern_fn is not None:
         pattern = pattern_fn(pattern)
     attn = torch.matmul(pattern, v).transpose(1, 2).contiguous().view(batch, seq, -1)
@@ -187,31 +187,36 @@ def cut_inputs(args: tuple, kwargs: dict, n_pos: int, start: int) -> tuple[tuple
     return _map_tensors(args, cut), {k: _map_tensors(v, cut) for k, v in kwargs.items()}
 
 
-def merge_logits(part: torch.Tensor, base_logits: torch.Tensor, start: int,
-                 positions: list[int] | None, n: int) -> torch.Tensor:
-    """Logits ``[rows, n_pos, vocab]`` of runs that computed positions ``start..`` only.
+def run_logits(part: torch.Tensor, base_logits: torch.Tensor, start: int,
+               positions: list[int] | None, n: int) -> Iterator[torch.Tensor]:
+    """The logits ``[n, n_pos, vocab]`` of each run in ``part``, computed at positions ``start..``
+    only, one run after another.
 
-    ``part`` holds the computed logits: ``[rows, n_pos - start, vocab]`` (``positions`` None) or
-    ``[rows, len(positions ≥ start), vocab]`` at the declared positions from ``start`` on.
-    Positions before ``start`` are the base run's logits (``base_logits`` ``[n, n_pos, vocab]``,
-    tiled over the ``rows // n`` runs): a patch there cannot change them. Undeclared positions
-    are NaN, as in ``_patching_engine._unembed_at``."""
-    if start == 0 and positions is None:
-        return part
+    ``part`` holds the computed logits of ``rows // n`` runs: ``[rows, n_pos - start, vocab]``
+    (``positions`` None) or ``[rows, len(positions ≥ start), vocab]`` at the declared positions
+    from ``start`` on. Positions before ``start`` are the base run's logits (``base_logits``
+    ``[n, n_pos, vocab]``): a patch there cannot change them. Undeclared positions are NaN, as
+    in ``_patching_runs._unembed_at``.
+
+    The runs are written one by one into one ``[n, n_pos, vocab]`` frame, so a batch's logits are
+    never laid out at full length (filling a ``[rows, n_pos, vocab]`` tensor with NaN cost the
+    toy model's sweeps a third of their time): each yielded tensor is valid until the next one
+    is asked for, which is how the engine hands it to the metric and reads back a float."""
     rows, p = int(part.shape[0]), int(base_logits.shape[1])
-    reps = rows // n
-    out = part.new_full((rows, p, part.shape[-1]), float("nan"))
-    if positions is None:
-        out[:, :start] = base_logits[:, :start].repeat(reps, 1, 1)
-        out[:, start:] = part
-        return out
-    before = [q for q in positions if q < start]
-    after = [q for q in positions if q >= start]
+    if start == 0 and positions is None:
+        for j in range(rows // n):
+            yield part[j * n : (j + 1) * n]
+        return
+    frame = part.new_full((n, p, part.shape[-1]), float("nan"))
+    want = list(range(p)) if positions is None else positions
+    before = [q for q in want if q < start]
+    after = [q for q in want if q >= start]
     if before:
-        out[:, before] = base_logits[:, before].repeat(reps, 1, 1)
-    if after:
-        out[:, after] = part
-    return out
+        frame[:, before] = base_logits[:, before].to(frame.dtype)
+    for j in range(rows // n):
+        if after:
+            frame[:, after] = part[j * n : (j + 1) * n]
+        yield frame
 
 
 def shared_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
