@@ -183,13 +183,20 @@ def _score(model: Any, st: State, metric: Metric, hidden: torch.Tensor, start: i
     n, p = st.n, st.p
     assert st.base_logits is not None
     after = None if positions is None else [q - start for q in positions if q >= start]
-    per_slice = max(1, MAX_LOGIT_ELEMENTS // max(1, n * p * int(model.cfg.d_vocab)))
+    # one slice's computed logits stay under the cap (the unembedding's weights are read once
+    # per slice: on SmolLM2 that read, 113 MB, outweighs a few runs' products)
+    width = p - start if after is None else max(1, len(after))
+    per_slice = max(1, MAX_LOGIT_ELEMENTS // max(1, n * width * int(model.cfg.d_vocab)))
+    frame = st.memo.get("logit_frame")
+    if frame is None:  # filled with NaN once per sweep: a fresh fill page-faults its whole size
+        frame = st.memo["logit_frame"] = st.base_logits.new_full(st.base_logits.shape, float("nan"))
     out: list[float] = []
     for s in range(0, hidden.shape[0] // n, per_slice):
         h = hidden[s * n : (s + per_slice) * n]
         part = _unembed(model, h if after is None else h[:, after])
         stats.unembed_tokens += part.shape[0] * part.shape[1]
-        out.extend(eval_metric(metric, run) for run in ps.run_logits(part, st.base_logits, start, positions, n))
+        runs = ps.run_logits(part, st.base_logits, start, positions, n, frame)
+        out.extend(eval_metric(metric, run) for run in runs)
     return out
 
 

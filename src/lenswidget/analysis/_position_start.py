@@ -188,7 +188,8 @@ def cut_inputs(args: tuple, kwargs: dict, n_pos: int, start: int) -> tuple[tuple
 
 
 def run_logits(part: torch.Tensor, base_logits: torch.Tensor, start: int,
-               positions: list[int] | None, n: int) -> Iterator[torch.Tensor]:
+               positions: list[int] | None, n: int,
+               frame: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
     """The logits ``[n, n_pos, vocab]`` of each run in ``part``, computed at positions ``start..``
     only, one run after another.
 
@@ -201,13 +202,16 @@ def run_logits(part: torch.Tensor, base_logits: torch.Tensor, start: int,
     The runs are written one by one into one ``[n, n_pos, vocab]`` frame, so a batch's logits are
     never laid out at full length (filling a ``[rows, n_pos, vocab]`` tensor with NaN cost the
     toy model's sweeps a third of their time): each yielded tensor is valid until the next one
-    is asked for, which is how the engine hands it to the metric and reads back a float."""
+    is asked for, which is how the engine hands it to the metric and reads back a float.
+    ``frame``: a NaN-filled ``[n, n_pos, vocab]`` tensor to write into (the engine keeps one per
+    sweep; only the positions a metric reads are ever written, so the rest stay NaN)."""
     rows, p = int(part.shape[0]), int(base_logits.shape[1])
     if start == 0 and positions is None:
         for j in range(rows // n):
             yield part[j * n : (j + 1) * n]
         return
-    frame = part.new_full((n, p, part.shape[-1]), float("nan"))
+    if frame is None:
+        frame = part.new_full((n, p, part.shape[-1]), float("nan"))
     want = list(range(p)) if positions is None else positions
     before = [q for q in want if q < start]
     after = [q for q in want if q >= start]
