@@ -12,7 +12,8 @@ TransformerLens's time counts what a user of its API runs: ``run_with_cache`` on
 plus the ``get_act_patch_*`` call (one forward per cell). Ours is ``patch_sweep`` from tokens.
 Both results are checked equal (max |difference| <= 1e-4). Each TransformerLens sweep is timed
 once (the SmolLM2 ones take about a minute each); ours is the best of a few runs on the toy model
-and one run on SmolLM2.
+and one run on SmolLM2 (best of 10 on both sides for the toy batch, whose sweeps take
+milliseconds and swing by 2x from run to run on this shared machine).
 
 Batched cases (issue 10): the toy model on a batch of 4 induction prompts of 33 tokens
 (``resid_pre``, ``attn_head_out_by_pos``: >= 10x) and, with ``--ioi``, SmolLM2 on 8 IOI-style
@@ -215,7 +216,7 @@ def main() -> None:
 
     model, clean, corrupted, metric = toy_batch_case()
     print(f"toy batch: prompts {tuple(clean.shape)}")
-    rows += batched_rows("toy4x33", model, clean, corrupted, metric, gflops_start, repeat=3)
+    rows += batched_rows("toy4x33", model, clean, corrupted, metric, gflops_start, repeat=10)
 
     try:
         model, clean, corrupted, metric = smollm2_case()
