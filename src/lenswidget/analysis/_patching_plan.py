@@ -111,9 +111,9 @@ def first_batch_size(
     The first batch runs full forwards, so a cell there recomputes ``waste(cell)`` block-position
     pairs per prompt that a later batch would skip, and it unembeds all ``p`` positions where a
     later batch unembeds only the ``reads`` positions the metric declares (None: every one). It
-    takes cells while that waste stays below what one more batch costs in per-call overhead. The count is nudged so the batch's row count is
-    not also another axis length (captured block inputs are told apart from other tensors by
-    their first axis)."""
+    takes cells while that waste stays below what one more batch costs in per-call overhead. The
+    count is nudged so the batch's row count is not also another axis length (captured block
+    inputs are told apart from other tensors by their first axis)."""
     cfg = model.cfg
     per_token_layer = token_cost(model, p)
     budget = BLOCK_CALL_FLOPS * int(cfg.n_layers)

@@ -147,7 +147,9 @@ def patch_sweep(
             reads only some positions may say so with a ``positions`` attribute (a tuple of ints,
             negative from the end, e.g. ``metric.positions = (-1,)``; the built-in metrics have
             it): the final norm and unembedding then run only there, and the logits it gets are
-            NaN elsewhere. Without it every position is unembedded for every patched run.
+            NaN elsewhere. Without it every position is unembedded for every patched run. The
+            logits tensor may be reused for the next run once the metric returns: a metric
+            reads it and returns a value, it does not keep it.
         site: a key of :data:`SITES` (the suffix of a TransformerLens ``get_act_patch_*``).
         direction: ``"denoise"`` (default, TransformerLens's): clean activations into the
             corrupted run. ``"noise"``: corrupted activations into the clean run.
