@@ -148,6 +148,32 @@ def test_declared_positions_before_the_start_come_from_the_base_run(toy_model):
     torch.testing.assert_close(declared.values, ref.float(), atol=ATOL, rtol=0)
 
 
+def test_every_run_of_a_declared_metric_sees_nan_where_it_does_not_read(toy_model):
+    """The engine writes each run's logits into one frame kept for the sweep: across batches of
+    different start positions, every call of a metric declaring (3, -1) still gets NaN at every
+    other position and the read positions of its own run (equal to TransformerLens)."""
+    clean, corrupted, _ = toy_pair(toy_model)
+    p = clean.shape[1]
+    others = [q for q in range(p) if q not in (3, p - 1)]
+    seen = []
+
+    class Two:
+        positions = (3, -1)
+
+        def __call__(self, logits):
+            nan = torch.isnan(logits).all(-1).all(0)  # [pos]: NaN for every prompt and token
+            seen.append("full" if not torch.isnan(logits).any() else nan.nonzero().flatten().tolist())
+            return logits[:, 3, 7].mean() + logits[:, -1, int(clean[0, 1])].mean()
+
+    res = patch_sweep(toy_model, clean, corrupted, Two(), "resid_pre", batch_size=3)
+    assert res.stats["position_batches"] > 1, res.stats
+    # a call is a full forward's logits, or a position-start run's: NaN at exactly the others
+    assert all(c == "full" or c == others for c in seen), [c for c in seen if c != "full"][:3]
+    assert sum(c == others for c in seen) >= res.stats["runs"] // 2, seen
+    ref = tl_reference(toy_model, clean, corrupted, Two(), "resid_pre")
+    torch.testing.assert_close(res.values, ref.float(), atol=ATOL, rtol=0)
+
+
 def test_a_failed_position_check_falls_back_to_layer_start(toy_model, monkeypatch):
     """Wrong prefix keys make the unpatched position-start rows miss the base logits: the
     sweep says why, runs every cell from position 0, and still equals TransformerLens."""
