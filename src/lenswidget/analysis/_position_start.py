@@ -114,8 +114,9 @@ def _native_forward(self: Any, hidden_states: torch.Tensor, attention_mask: Any 
         mask = self.causal_mask[kv - seq : kv, :kv]
     else:
         mask = torch.zeros(seq, kv, dtype=torch.bool, device=scores.device)
-    scores = scores.masked_fill_(mask, float("-inf"))  # in place: both are fresh tensors
-    pattern = torch.softmax(scores, dim=-1).masked_fill_(mask, 0.0)
+    # out of place: the edge engines take gradients through here (softmax saves its output)
+    scores = scores.masked_fill(mask, float("-inf"))
+    pattern = torch.softmax(scores, dim=-1).masked_fill(mask, 0.0)
     if pattern_fn is not None:
         pattern = pattern_fn(pattern)
     attn = torch.matmul(pattern, v).transpose(1, 2).contiguous().view(batch, seq, -1)
