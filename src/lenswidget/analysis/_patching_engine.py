@@ -188,7 +188,8 @@ def _score(model: Any, st: State, metric: Metric, hidden: torch.Tensor, start: i
     width = p - start if after is None else max(1, len(after))
     per_slice = max(1, MAX_LOGIT_ELEMENTS // max(1, n * width * int(model.cfg.d_vocab)))
     frame = st.memo.get("logit_frame")
-    if frame is None:  # filled with NaN once per sweep: a fresh fill page-faults its whole size
+    if frame is None and (start > 0 or positions is not None):  # else each run is a slice of part
+        # NaN-filled once per sweep: a fresh fill page-faults its whole size
         frame = st.memo["logit_frame"] = st.base_logits.new_full(st.base_logits.shape, float("nan"))
     out: list[float] = []
     for s in range(0, hidden.shape[0] // n, per_slice):
