@@ -85,9 +85,12 @@ MAX_LOGIT_ELEMENTS = 1 << 25
 
 
 # ------------------------------------------------------------------ the fast engine
-def _run_blocks(model: Any, st: State, entries: dict, stats: Stats, start: int, kv: Any) -> torch.Tensor:
+def _run_blocks(model: Any, st: State, entries: dict, stats: Stats, start: int, kv: Any,
+                queries: list[int] | None = None) -> torch.Tensor:
     """Call the blocks from the first stage in ``entries`` on, adding each stage's entering rows
-    (``[rows, p - start, d_model]``) to the batch; with ``kv``, attention gets its prefix."""
+    (``[rows, p - start, d_model]``) to the batch; with ``kv``, attention gets its prefix, and
+    with ``queries`` (positions from ``start``) the last block computes only those positions'
+    outputs (``_position_start._native_forward``; the others are left 0)."""
     hidden: torch.Tensor | None = None
     n_layers = len(model.blocks)
     with ps.injected(model, kv) if kv is not None else nullcontext():
@@ -100,19 +103,26 @@ def _run_blocks(model: Any, st: State, entries: dict, stats: Stats, start: int, 
             args, kwargs = _block_inputs(st, stage, hidden.shape[0], start)
             if kv is not None:
                 kv.layer = stage
+                kv.queries = queries if stage == n_layers - 1 else None
             out = model.blocks[stage](hidden, *args, **kwargs)
             hidden = out[0] if isinstance(out, (tuple, list)) else out
             stats.block_tokens += hidden.shape[0] * (st.p - start)
+            if kv is not None and kv.queries is not None:
+                stats.query_skipped_tokens += hidden.shape[0] * (st.p - start - len(kv.queries))
+        if kv is not None:
+            kv.queries = None
     assert hidden is not None
     return hidden
 
 
 def _run_fast(
-    model: Any, site: Site, st: State, cells: list, stats: Stats, start: int, check: bool
+    model: Any, site: Site, st: State, cells: list, stats: Stats, start: int, check: bool,
+    queries: list[int] | None = None,
 ) -> torch.Tensor:
     """Final hidden states ``[rows, p - start, d_model]`` of every run of ``cells`` (sorted by
     stage), each starting at its patched layer and at position ``start`` (plus, with ``check``,
-    ``n`` unpatched rows from block 0 first)."""
+    ``n`` unpatched rows from block 0 first). With ``queries`` (positions from ``start``; see
+    :func:`_run_blocks`) only those positions are valid."""
     n = st.n
     entries: dict[int, list[torch.Tensor]] = {}
     hooks = []
@@ -138,8 +148,25 @@ def _run_fast(
     if start > 0:
         assert st.prefix is not None
         kv, kv.start, kv.record = st.prefix, start, False
+    elif queries is not None:  # no prefix: a cache that hands the keys/values back unchanged
+        kv = ps.PrefixKV(n)
+        kv.record = False
     with model.hooks(fwd_hooks=hooks):
-        return _run_blocks(model, st, entries, stats, start, kv)
+        return _run_blocks(model, st, entries, stats, start, kv, queries)
+
+
+def _read_queries(model: Any, site: Site, cells: list, start: int,
+                  positions: list[int] | None) -> list[int] | None:
+    """The positions (from ``start``) the last block of a batch of ``cells`` must compute: the
+    metric's declared positions, when the attention is ``NativeAttention`` and no patch hooks
+    the last block (its activations there are then shaped to the read positions); else None."""
+    last = int(model.cfg.n_layers) - 1
+    if positions is None or not ps.native_attention(model):
+        return None
+    if site.act not in ("resid_pre", "resid_post") and any(int(c[0]) == last for c in cells):
+        return None
+    after = [q - start for q in positions if q >= start]
+    return after or None
 
 
 def _prepare(model: Any, st: State, stats: Stats, want_positions: bool) -> str:
@@ -201,12 +228,35 @@ def _score(model: Any, st: State, metric: Metric, hidden: torch.Tensor, start: i
     return out
 
 
-# ------------------------------------------------------------------ the shared prefix
+# ------------------------------------------------------------------ cells without a run
 def _unchanged(site: Site, cells: Sequence[Cell], shared: int, p: int) -> list:
     """The cells whose patch lies wholly in the first ``shared`` positions, where the two runs
     agree: by-position cells before ``shared`` (every cell when the prompts are equal)."""
     by_position = any(d in site.dims for d in ("pos", "dest_pos"))
     return [c for c in cells if shared >= p or (by_position and first_position(site, c) < shared)]
+
+
+# Activations whose value at one position reaches, in the last block, only that position's output
+# (they come after the block's attention has mixed positions, or are its queries / pattern rows).
+_PER_POSITION_IN_LAST_BLOCK = ("resid_mid", "resid_post", "attn_out", "mlp_out", "z", "q", "pattern")
+
+
+def _unread(model: Any, site: Site, cells: Sequence[Cell], positions: list[int] | None) -> list:
+    """The by-position cells whose patch cannot reach a position the metric reads (``positions``,
+    declared): patched after the last read position (causal attention), or in the last block on
+    an activation of :data:`_PER_POSITION_IN_LAST_BLOCK` at a position the metric does not read
+    (the final norm and unembedding are per position)."""
+    if positions is None or not any(d in site.dims for d in ("pos", "dest_pos")):
+        return []
+    last, read = int(model.cfg.n_layers) - 1, set(positions)
+    causal = getattr(model.cfg, "attention_dir", "causal") == "causal"
+    per_position = site.act in _PER_POSITION_IN_LAST_BLOCK
+    out = []
+    for c in cells:
+        q = first_position(site, c)
+        if (causal and q > positions[-1]) or (per_position and int(c[0]) == last and q not in read):
+            out.append(c)
+    return out
 
 
 def _shared_prefix_reason(st: State, shared: int) -> str:
@@ -257,8 +307,12 @@ def sweep(
     # every other run can start there (checked against the unpatched logits after batch 1)
     shared = ps.shared_prefix(st.base_tokens, st.source_tokens)
     unchanged = _unchanged(site, cells, shared, p)
-    if unchanged:
-        skip = set(unchanged)
+    positions = metric_positions(metric, p)
+    # cells whose patch cannot reach what the metric reads: the base run's value, no run
+    skip = set(unchanged)
+    unread = [c for c in _unread(model, site, cells, positions) if c not in skip]
+    if skip or unread:
+        skip |= set(unread)
         cells = [c for c in cells if c not in skip]
     # by-position cells start at their position once the first position-start batch checks out
     by_pos = stats.engine == "fast" and (shared > 0 or any(first_position(site, c) for c in cells))
@@ -271,7 +325,8 @@ def sweep(
         return stage * p + start_of(c) * (n_layers - stage)
 
     order = sorted(cells, key=waste)
-    positions = metric_positions(metric, p)
+    # the last block computes only the read positions' outputs (checked once, like position start)
+    query_ok = positions is not None
     cancelled = False
     count = 0
     rest: list = []
@@ -303,6 +358,9 @@ def sweep(
             logits = _run_full(model, site, st, chunk, stats, first=True, last=not rest and not unchanged)
             finish(chunk, score_full(logits, len(chunk)))
             del logits
+            assert st.base_logits is not None
+            if unread:
+                finish(unread, [eval_metric(metric, st.base_logits)] * len(unread), runs=False)
             reason = _shared_prefix_reason(st, shared)
             if reason:  # not a causal prefix here: every cell runs, from its own position
                 stats.position_fallback_reason = reason
@@ -312,7 +370,8 @@ def sweep(
             elif unchanged:
                 assert st.base_logits is not None
                 finish(unchanged, [eval_metric(metric, st.base_logits)] * len(unchanged), runs=False)
-            stats.shared_prefix, stats.unchanged_cells = shared, len(unchanged)
+            stats.shared_prefix, stats.unread_cells = shared, len(unread)
+            stats.unchanged_cells = len(unchanged) + len(unread)
             if rest and stats.engine == "fast":
                 try:
                     if st.block_inputs is None:
@@ -341,19 +400,30 @@ def sweep(
                 continue
             chunk, start = next_chunk(model, site, n, p, rest, i, start_of, batch_size)
             chunk = sorted(chunk, key=lambda c: entry_stage(site, c))
-            check = start > 0 and not st.short_checked
+            queries = _read_queries(model, site, chunk, start, positions) if query_ok else None
+            check_query = queries is not None and not st.query_checked
+            check = (start > 0 and not st.short_checked) or check_query
             try:
-                hidden = _run_fast(model, site, st, chunk, stats, start, check)
+                hidden = _run_fast(model, site, st, chunk, stats, start, check, queries)
                 if check:
                     assert st.base_logits is not None
-                    reason = _check_rows(_unembed(model, hidden[:n]), st.base_logits[:, start:])
+                    want = st.base_logits[:, start:]
+                    got = hidden[:n]
+                    if queries is not None:  # only the read positions are computed
+                        want, got = want[:, queries], got[:, queries]
+                    reason = _check_rows(_unembed(model, got), want)
                     if reason:
                         raise _FastPathUnsupported(reason)
                     hidden = hidden[n:]
-                    st.short_checked = True
+                    st.short_checked = st.short_checked or start > 0
+                    st.query_checked = st.query_checked or queries is not None
             except _ERRORS as err:
                 if not check:
                     raise
+                if check_query:  # try the batch again with every position computed
+                    query_ok = False
+                    stats.query_fallback_reason = f"{type(err).__name__}: {err}"
+                    continue
                 # position start does not reproduce the model here: every cell from position 0
                 by_pos = False
                 stats.position_fallback_reason = f"{type(err).__name__}: {err}"

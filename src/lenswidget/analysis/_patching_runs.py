@@ -31,7 +31,10 @@ class Stats:
     position_batches: int = 0  # batches whose runs started after position 0 (self-checked)
     position_fallback_reason: str = ""  # why a by-position sweep did not start runs at p
     shared_prefix: int = 0  # leading positions the two prompt batches share (runs start there)
-    unchanged_cells: int = 0  # cells patched only where the two runs agree: the base value
+    unchanged_cells: int = 0  # cells whose value is the base run's, no run (the two below)
+    unread_cells: int = 0  # ... of them: patched where no position the metric reads can see it
+    query_skipped_tokens: int = 0  # last-block rows x positions given keys/values only
+    query_fallback_reason: str = ""  # why read-positions-only last blocks were turned off
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
@@ -46,6 +49,9 @@ class Stats:
             "position_fallback_reason": self.position_fallback_reason,
             "shared_prefix": self.shared_prefix,
             "unchanged_cells": self.unchanged_cells,
+            "unread_cells": self.unread_cells,
+            "query_skipped_tokens": self.query_skipped_tokens,
+            "query_fallback_reason": self.query_fallback_reason,
             "seconds": self.seconds,
         }
 
@@ -64,6 +70,7 @@ class State:
     checked: bool = False  # the block-by-block run of the base prompts reproduced its logits
     prefix: ps.PrefixKV | None = None  # the base run's keys/values per layer (position start)
     short_checked: bool = False  # a position-start run of the base prompts reproduced its logits
+    query_checked: bool = False  # a read-positions-only run of the base prompts reproduced them
     memo: dict = field(default_factory=dict)
 
     @property

@@ -55,6 +55,9 @@ class PrefixKV:
         self.layer = 0
         self.start = 0
         self.record = True
+        # read-positions-only mode (see _native_forward): the positions of the given rows whose
+        # outputs are needed; None for all. The engine sets it for the last block only.
+        self.queries: list[int] | None = None
         self._tiled: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def complete(self, n_layers: int) -> bool:
@@ -84,12 +87,34 @@ class PrefixKV:
         return 0 if self.record else self.start
 
 
+def _causal_bias(attn: Any, seq: int, kv: int, like: torch.Tensor,
+                 rows: list[int] | None = None) -> torch.Tensor:
+    """``[seq, kv]`` (``[len(rows), kv]`` for the query rows ``rows``): -inf where query row
+    ``i`` (position ``kv - seq + i``) may not look, 0 elsewhere; cached on the attention module
+    per shape, rows, dtype and device."""
+    cache = attn.__dict__.setdefault("_lenswidget_causal_bias", {})
+    key = (seq, kv, None if rows is None else tuple(rows), like.dtype, like.device)
+    if key not in cache:
+        mask = attn.causal_mask[kv - seq : kv, :kv].to(like.device)
+        if rows is not None:
+            mask = mask[rows]
+        cache[key] = torch.zeros(mask.shape, dtype=like.dtype, device=like.device).masked_fill(
+            mask, float("-inf"))
+    return cache[key]
+
+
 def _native_forward(self: Any, hidden_states: torch.Tensor, attention_mask: Any = None,
                     position_ids: Any = None, pattern_fn: Any = None,
                     past_key_values: Any = None, **kwargs: Any):
     """``NativeAttention.forward`` with ``past_key_values`` (a :class:`PrefixKV`): queries for the
     given rows, keys/values for the prefix and the given rows, the causal mask's rows
-    ``prefix..`` (see the module docstring)."""
+    ``prefix..`` (see the module docstring).
+
+    With ``past_key_values.queries`` (positions of the given rows; the engine sets it in the last
+    block when the metric declares what it reads), only those positions get queries, attention
+    and the output projection: every position still gives its key and value, the pattern is
+    ``[rows, head, len(queries), kv]``, and the output is 0 at the other positions (nothing reads
+    them after the last block)."""
     from transformer_lens.model_bridge.sources.native.model import apply_softcap
 
     if attention_mask is not None:
@@ -108,19 +133,42 @@ def _native_forward(self: Any, hidden_states: torch.Tensor, attention_mask: Any 
     if self.kv_repeats > 1:
         k = k.repeat_interleave(self.kv_repeats, dim=1)
         v = v.repeat_interleave(self.kv_repeats, dim=1)
+    queries = getattr(past_key_values, "queries", None)
+    if queries is not None:
+        q = q[:, :, queries]
     scores = torch.matmul(q, k.transpose(-2, -1)) / self.scale
     scores = apply_softcap(scores, self.attn_scores_soft_cap)
-    if self.causal:
-        mask = self.causal_mask[kv - seq : kv, :kv]
-    else:
-        mask = torch.zeros(seq, kv, dtype=torch.bool, device=scores.device)
-    # out of place: the edge engines take gradients through here (softmax saves its output)
-    scores = scores.masked_fill(mask, float("-inf"))
-    pattern = torch.softmax(scores, dim=-1).masked_fill(mask, 0.0)
+    if self.causal and queries is not None:
+        scores = scores + _causal_bias(self, seq, kv, scores, queries)
+    elif self.causal:
+        # the causal mask as -inf/0 added to the scores: the same scores as the class's
+        # masked_fill (x + 0 = x, x - inf = -inf) in one pass instead of a copy and a fill, and
+        # no second fill after softmax: every query row keeps its own position, so no row is
+        # all -inf and softmax gives exact zeros there. Out of place: the edge engines take
+        # gradients through here (softmax saves its output).
+        scores = scores + _causal_bias(self, seq, kv, scores)
+    pattern = torch.softmax(scores, dim=-1)
     if pattern_fn is not None:
         pattern = pattern_fn(pattern)
+    if queries is not None:
+        attn = torch.matmul(pattern, v).transpose(1, 2).reshape(batch, len(queries), -1)
+        part = self.o(attn)
+        out = part.new_zeros(batch, seq, part.shape[-1])
+        out[:, queries] = part
+        return out, pattern
     attn = torch.matmul(pattern, v).transpose(1, 2).contiguous().view(batch, seq, -1)
     return self.o(attn), pattern
+
+
+def native_attention(model: Any) -> bool:
+    """Whether every block's attention is TransformerLens's ``NativeAttention`` (the attention
+    whose forward :func:`injected` replaces, so read-positions-only runs apply)."""
+    blocks = getattr(model, "blocks", None) or []
+    return bool(blocks) and all(
+        type(getattr(getattr(b, "attn", None), "original_component", None)).__name__
+        == "NativeAttention"
+        for b in blocks
+    )
 
 
 def supported(model: Any) -> str:
