@@ -7,6 +7,7 @@ import torch
 
 from lenswidget.analysis import answer_prob_metric, logit_diff_metric, normalized_metric
 from lenswidget.errors import InputError
+from lenswidget.analysis.metrics import batched_form
 
 
 def logits_with(values: dict[tuple[int, int, int], float], shape=(2, 3, 5)) -> torch.Tensor:
@@ -79,3 +80,28 @@ def test_metrics_have_a_readable_repr():
     assert "logit_diff_metric" in repr(logit_diff_metric(1, 2))
     assert "answer_prob_metric" in repr(answer_prob_metric(3))
     assert "normalized_metric" in repr(normalized_metric(logit_diff_metric(1, 2), 1.0, 0.0))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: logit_diff_metric([3, 1, 4], [2, 7, 0], pos=[-1, 2, 4]),
+    lambda: logit_diff_metric(5, 6),
+    lambda: answer_prob_metric([3, 1, 4], pos=[1, -1, 1]),
+    lambda: normalized_metric(logit_diff_metric([3, 1, 4], 2, pos=[4, 2, 2]), 1.5, -0.25),
+])
+def test_batched_equals_one_call_per_run(make):
+    """``metric.batched`` (the patching engine's: every run at once, from the read positions only)
+    gives what calling the metric on each run's full logits gives."""
+    metric = make()
+    runs, batch, n_pos, vocab = 5, 3, 6, 11
+    logits = torch.randn(runs, batch, n_pos, vocab, generator=torch.Generator().manual_seed(0)) * 3
+    positions = sorted({q % n_pos for q in metric.positions})
+    got = batched_form(metric)(logits[:, :, positions], positions, n_pos)
+    want = torch.stack([metric(logits[r]) for r in range(runs)])
+    assert got.shape == (runs,)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    assert (want - want.mean()).abs().max() > 0.1  # the runs differ: a mix-up would show
+
+
+def test_only_the_metrics_here_have_a_batched_form():
+    assert batched_form(lambda logits: logits[:, -1, 0].mean()) is None
+    assert batched_form(normalized_metric(lambda logits: logits[:, -1, 0].mean(), 1.0, 0.0)) is None

@@ -77,6 +77,7 @@ from ._patching_runs import (  # noqa: F401  (_map_batch, _unembed_at: used by t
     eval_metric,
     metric_positions,
 )
+from .metrics import batched_form
 from ._patching_sites import Site, cell_mask, first_position, patch_hooks, shift_cell, slice_act
 from .hooks import act_name
 
@@ -215,14 +216,20 @@ def _score(model: Any, st: State, metric: Metric, hidden: torch.Tensor, start: i
     width = p - start if after is None else max(1, len(after))
     per_slice = max(1, MAX_LOGIT_ELEMENTS // max(1, n * width * int(model.cfg.d_vocab)))
     frame = st.memo.get("logit_frame")
-    if frame is None and (start > 0 or positions is not None):  # else each run is a slice of part
+    if frame is None and (start > 0 or positions is not None) and batched_form(metric) is None:  # else each run is a slice of part
         # NaN-filled once per sweep: a fresh fill page-faults its whole size
         frame = st.memo["logit_frame"] = st.base_logits.new_full(st.base_logits.shape, float("nan"))
+    batched = None if positions is None else batched_form(metric)
     out: list[float] = []
     for s in range(0, hidden.shape[0] // n, per_slice):
         h = hidden[s * n : (s + per_slice) * n]
         part = _unembed(model, h if after is None else h[:, after])
         stats.unembed_tokens += part.shape[0] * part.shape[1]
+        if batched is not None:  # the metrics here: every run's value at once
+            assert positions is not None
+            out.extend(batched(ps.read_logits(part, st.base_logits, start, positions, n),
+                               positions, p).tolist())
+            continue
         runs = ps.run_logits(part, st.base_logits, start, positions, n, frame)
         out.extend(eval_metric(metric, run) for run in runs)
     return out
@@ -344,7 +351,12 @@ def sweep(
         if progress is not None:
             progress(progress_offset + count, total)
 
+    batched = None if positions is None else batched_form(metric)
+
     def score_full(logits: torch.Tensor, k: int) -> list[float]:
+        if batched is not None and k > 0:
+            read = logits[: k * n, positions].reshape(k, n, len(positions), -1)
+            return batched(read, positions, p).tolist()
         return [eval_metric(metric, logits[j * n : (j + 1) * n]) for j in range(k)]
 
     if cancel is not None and cancel():

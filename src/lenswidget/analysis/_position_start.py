@@ -272,6 +272,21 @@ def run_logits(part: torch.Tensor, base_logits: torch.Tensor, start: int,
         yield frame
 
 
+def read_logits(part: torch.Tensor, base_logits: torch.Tensor, start: int,
+                positions: list[int], n: int) -> torch.Tensor:
+    """``[runs, n, len(positions), vocab]``: every run's logits at the metric's ``positions``,
+    from ``part`` (``[rows, len(positions >= start), vocab]``, as in :func:`run_logits`) and,
+    before ``start``, the base run's (``base_logits``), for a metric that takes all runs at once
+    (``metrics.batched_form``)."""
+    runs = int(part.shape[0]) // n
+    after = part.reshape(runs, n, part.shape[1], part.shape[-1])
+    before = [q for q in positions if q < start]
+    if not before:
+        return after
+    lead = base_logits[:, before].to(part.dtype)
+    return torch.cat([lead[None].expand(runs, -1, -1, -1), after], dim=2)
+
+
 def shared_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
     """How many leading positions two prompt batches ``[n, n_pos]`` share in every prompt: the
     first position where some prompt's tokens differ (``n_pos`` when they are equal). Attention

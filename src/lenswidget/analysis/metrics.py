@@ -86,6 +86,22 @@ class _AtPositions:
         """The sequence positions this metric reads (see the module docstring)."""
         return _positions(self.pos)
 
+    def _at_runs(self, logits: torch.Tensor, positions: Sequence[int], n_pos: int) -> torch.Tensor:
+        """``[runs, batch, vocab]``: each prompt's logits at its position, from ``logits``
+        ``[runs, batch, len(positions), vocab]`` (each run's logits at ``positions``)."""
+        runs, b = logits.shape[:2]
+        index = {int(q): i for i, q in enumerate(positions)}
+        try:
+            at = [index[int(q) % n_pos] for q in _per_prompt(self.pos, b, "pos").tolist()]
+        except KeyError as err:
+            raise InputError(f"the metric reads position {err} that was not given") from None
+        return logits[:, torch.arange(b), torch.tensor(at)]
+
+    def _pick_runs(self, rows: torch.Tensor, ids: torch.Tensor, what: str) -> torch.Tensor:
+        """``rows[r, i, ids_i]`` for ``rows`` [runs, batch, vocab]."""
+        idx = _per_prompt(ids, rows.shape[1], what).to(rows.device)
+        return rows.gather(2, idx[None, :, None].expand(rows.shape[0], -1, 1))[..., 0]
+
 
 class LogitDiff(_AtPositions):
     """Mean over prompts of ``logit[answer] - logit[wrong]`` at ``pos`` (see
@@ -105,6 +121,15 @@ class LogitDiff(_AtPositions):
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         return self.per_prompt(logits).mean()
 
+    def batched(self, logits: torch.Tensor, positions: Sequence[int], n_pos: int) -> torch.Tensor:
+        """``[runs]``: the metric of each run in ``logits`` ``[runs, batch, len(positions),
+        vocab]`` (each run's logits at the absolute ``positions`` of ``n_pos``, which must hold
+        the ones it reads); equal to calling it on each run's logits."""
+        at = self._at_runs(logits, positions, n_pos)
+        diff = self._pick_runs(at, self.answer_ids, "answer_ids") - self._pick_runs(
+            at, self.wrong_ids, "wrong_ids")
+        return diff.mean(dim=1)
+
     def __repr__(self) -> str:
         return (
             f"logit_diff_metric(answer_ids={self.answer_ids.tolist()}, "
@@ -123,6 +148,11 @@ class AnswerProb(_AtPositions):
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         return self.per_prompt(logits).mean()
+
+    def batched(self, logits: torch.Tensor, positions: Sequence[int], n_pos: int) -> torch.Tensor:
+        """``[runs]``: the metric of each run (see :meth:`LogitDiff.batched`)."""
+        logprobs = self._at_runs(logits, positions, n_pos).float().log_softmax(dim=-1)
+        return self._pick_runs(logprobs, self.answer_ids, "answer_ids").exp().mean(dim=1)
 
     def __repr__(self) -> str:
         return f"answer_prob_metric(answer_ids={self.answer_ids.tolist()}, pos={self.pos.tolist()})"
@@ -154,6 +184,15 @@ class Normalized:
         value = torch.as_tensor(self.metric(logits))
         return (value - self.corrupted_value) / (self.clean_value - self.corrupted_value)
 
+    @property
+    def batched(self) -> Callable[..., torch.Tensor] | None:
+        """The wrapped metric's :meth:`LogitDiff.batched`, rescaled; None when it has none."""
+        inner = batched_form(self.metric)
+        if inner is None:
+            return None
+        scale, low = self.clean_value - self.corrupted_value, self.corrupted_value
+        return lambda logits, positions, n_pos: (inner(logits, positions, n_pos) - low) / scale
+
     def per_prompt(self, logits: torch.Tensor) -> torch.Tensor:
         """``[batch]``: each prompt's term of the wrapped metric, rescaled by the same (dataset)
         clean and corrupted values, so the metric is their mean. Needs a wrapped metric with
@@ -168,6 +207,15 @@ class Normalized:
             f"normalized_metric({self.metric!r}, clean_value={self.clean_value:.6g}, "
             f"corrupted_value={self.corrupted_value:.6g})"
         )
+
+
+def batched_form(metric: Any) -> Callable[..., torch.Tensor] | None:
+    """``metric.batched`` for the metrics here (``(logits [runs, batch, k, vocab], positions,
+    n_pos) -> [runs]``, one value per run at once), None for any other callable: the patching
+    engine then calls the metric once per run."""
+    if isinstance(metric, (LogitDiff, AnswerProb, Normalized)):
+        return metric.batched
+    return None
 
 
 def logit_diff_metric(answer_ids: Ids, wrong_ids: Ids, pos: Pos = -1) -> LogitDiff:
