@@ -118,12 +118,14 @@ def _run_blocks(model: Any, st: State, entries: dict, stats: Stats, start: int, 
 
 def _run_fast(
     model: Any, site: Site, st: State, cells: list, stats: Stats, start: int, check: bool,
-    queries: list[int] | None = None,
+    queries: list[int] | None = None, record: ps.PrefixKV | None = None,
 ) -> torch.Tensor:
     """Final hidden states ``[rows, p - start, d_model]`` of every run of ``cells`` (sorted by
     stage), each starting at its patched layer and at position ``start`` (plus, with ``check``,
     ``n`` unpatched rows from block 0 first). With ``queries`` (positions from ``start``; see
-    :func:`_run_blocks`) only those positions are valid."""
+    :func:`_run_blocks`) only those positions are valid. ``record`` (start 0, with ``check``):
+    a recording :class:`~._position_start.PrefixKV` that keeps the unpatched rows' keys and
+    values of every layer."""
     n = st.n
     entries: dict[int, list[torch.Tensor]] = {}
     hooks = []
@@ -146,7 +148,9 @@ def _run_fast(
         entries.setdefault(entry_stage(site, group[0]), []).append(rows)
         offset += len(group) * n
     kv = None
-    if start > 0:
+    if record is not None:
+        kv = record
+    elif start > 0:
         assert st.prefix is not None
         kv, kv.start, kv.record = st.prefix, start, False
     elif queries is not None:  # no prefix: a cache that hands the keys/values back unchanged
@@ -168,40 +172,6 @@ def _read_queries(model: Any, site: Site, cells: list, start: int,
         return None
     after = [q - start for q in positions if q >= start]
     return after or None
-
-
-def _prepare(model: Any, st: State, stats: Stats, want_positions: bool) -> str:
-    """The self-check before the first block-by-block batch: the base prompts run block by block
-    from block 0 must reproduce the model's logits. With ``want_positions`` it runs with a
-    recording :class:`~._position_start.PrefixKV` (kept in ``st.prefix`` when every layer handed
-    over its keys and values). Returns why position-start runs are off ("" when on, or when not
-    wanted); raises ``_FastPathUnsupported`` when block-by-block runs do not work at all."""
-    n_layers = len(model.blocks)
-    reason = ps.supported(model) if want_positions else ""
-    tries = [True, False] if want_positions and not reason else [False]
-    entry = {0: [st.base_acts[act_name("resid_pre", 0)]]}
-    assert st.base_logits is not None
-    err = ""
-    for use in tries:
-        kv = ps.PrefixKV(st.n) if use else None
-        try:
-            hidden = _run_blocks(model, st, entry, stats, 0, kv)
-            err = _check_rows(_unembed(model, hidden), st.base_logits)
-        except _ERRORS as e:
-            err = f"{type(e).__name__}: {e}"
-        if err and use:
-            reason = f"block-by-block with the recorded keys/values failed ({err})"
-            continue
-        if err:
-            raise _FastPathUnsupported(err)
-        st.checked = True
-        if kv is not None:
-            if kv.complete(n_layers):
-                st.prefix = kv
-            else:
-                reason = "the attention did not pass its keys/values to past_key_values"
-        return reason
-    raise _FastPathUnsupported(err)  # pragma: no cover - the loop returns or raises
 
 
 def _score(model: Any, st: State, metric: Metric, hidden: torch.Tensor, start: int,
@@ -327,13 +297,21 @@ def sweep(
     def start_of(c: tuple[int, ...]) -> int:
         return max(first_position(site, c), shared) if by_pos else 0
 
+    # the last block computes only the read positions (checked once, like position start)
+    query_ok = positions is not None
+    read_only_last = query_ok and ps.native_attention(model)
+
     def waste(c: tuple[int, ...]) -> int:  # block-positions a full forward adds per prompt
-        stage = entry_stage(site, c)
-        return stage * p + start_of(c) * (n_layers - stage)
+        stage, start = entry_stage(site, c), start_of(c)
+        unread = 0  # last-block positions a later batch skips (see _read_queries)
+        if read_only_last and stage < n_layers and (
+            site.act in ("resid_pre", "resid_post") or int(c[0]) < n_layers - 1
+        ):
+            assert positions is not None
+            unread = (p - start) - sum(q >= start for q in positions)
+        return stage * p + start * (n_layers - stage) + unread
 
     order = sorted(cells, key=waste)
-    # the last block computes only the read positions' outputs (checked once, like position start)
-    query_ok = positions is not None
     cancelled = False
     count = 0
     rest: list = []
@@ -342,9 +320,10 @@ def sweep(
 
     def finish(chunk: list, scores: Sequence[float], runs: bool = True) -> None:
         nonlocal count
-        for cell, v in zip(chunk, scores):
-            values[cell] = v
-            done[cell] = True
+        if chunk:
+            index = tuple(torch.tensor(axis) for axis in zip(*chunk))
+            values[index] = torch.tensor(list(scores), dtype=values.dtype)
+            done[index] = True
         stats.batches += runs
         stats.runs += len(chunk) if runs else 0
         count += len(chunk)
@@ -385,17 +364,12 @@ def sweep(
             stats.shared_prefix, stats.unread_cells = shared, len(unread)
             stats.unchanged_cells = len(unchanged) + len(unread)
             if rest and stats.engine == "fast":
-                try:
-                    if st.block_inputs is None:
-                        raise _FastPathUnsupported("the blocks' inputs could not be captured")
-                    reason = _prepare(model, st, stats, by_pos)
-                except _ERRORS as err:
+                if st.block_inputs is None:
                     stats.engine = "full"
-                    stats.fallback_reason = f"{type(err).__name__}: {err}"
-                else:
-                    if by_pos and st.prefix is None:
-                        by_pos = False
-                        stats.position_fallback_reason = reason
+                    stats.fallback_reason = "_FastPathUnsupported: the blocks' inputs could not be captured"
+                elif by_pos and ps.supported(model):
+                    by_pos = False
+                    stats.position_fallback_reason = ps.supported(model)
             rest.sort(key=lambda c: (start_of(c), entry_stage(site, c)))
     i = 0
     while not cancelled and i < len(rest):
@@ -410,13 +384,16 @@ def sweep(
                 del logits
                 i += len(chunk)
                 continue
-            chunk, start = next_chunk(model, site, n, p, rest, i, start_of, batch_size)
+            # the first block-by-block batch starts at position 0 and carries the self-check
+            prep = not st.checked
+            chunk, start = next_chunk(model, site, n, p, rest, i, start_of, batch_size, 0 if prep else None)
             chunk = sorted(chunk, key=lambda c: entry_stage(site, c))
             queries = _read_queries(model, site, chunk, start, positions) if query_ok else None
             check_query = queries is not None and not st.query_checked
-            check = (start > 0 and not st.short_checked) or check_query
+            check = prep or (start > 0 and not st.short_checked) or check_query
+            record = ps.PrefixKV(n) if prep and by_pos else None
             try:
-                hidden = _run_fast(model, site, st, chunk, stats, start, check, queries)
+                hidden = _run_fast(model, site, st, chunk, stats, start, check, queries, record)
                 if check:
                     assert st.base_logits is not None
                     want = st.base_logits[:, start:]
@@ -429,16 +406,30 @@ def sweep(
                     hidden = hidden[n:]
                     st.short_checked = st.short_checked or start > 0
                     st.query_checked = st.query_checked or queries is not None
+                    st.checked = True
+                if record is not None and record.complete(n_layers):
+                    st.prefix = record
+                elif record is not None:
+                    by_pos = False
+                    stats.position_fallback_reason = "the attention did not pass its keys/values to past_key_values"
+                    rest[i + len(chunk) :] = sorted(rest[i + len(chunk) :], key=lambda c: entry_stage(site, c))
             except _ERRORS as err:
                 if not check:
                     raise
+                why = f"{type(err).__name__}: {err}"
                 if check_query:  # try the batch again with every position computed
                     query_ok = False
-                    stats.query_fallback_reason = f"{type(err).__name__}: {err}"
+                    stats.query_fallback_reason = why
                     continue
+                if prep and record is None:  # block-by-block runs do not reproduce the model
+                    stats.engine = "full"
+                    stats.fallback_reason = why
+                    continue
+                if prep:
+                    why = f"block-by-block with the recorded keys/values failed ({why})"
                 # position start does not reproduce the model here: every cell from position 0
                 by_pos = False
-                stats.position_fallback_reason = f"{type(err).__name__}: {err}"
+                stats.position_fallback_reason = why
                 rest[i:] = sorted(rest[i:], key=lambda c: entry_stage(site, c))
                 continue
             scores = _score(model, st, metric, hidden, start, positions, stats)

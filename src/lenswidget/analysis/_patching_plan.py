@@ -139,24 +139,26 @@ def next_chunk(
     i: int,
     start_of: Callable[[Cell], int],
     batch_size: int | None,
+    from_start: int | None = None,
 ) -> tuple[list[Cell], int]:
     """The cells of the next fast batch, from ``order[i]`` on (sorted by ``(start, stage)``), and
-    the position the batch starts at (the first cell's ``start_of``).
+    the position the batch starts at (the first cell's ``start_of``, or ``from_start``).
 
     Cells starting later than the batch join it while they fit (``runs_per_batch`` at the
-    batch's length) and the positions they recompute stay below one batch's overhead."""
-    s0 = start_of(order[i])
+    batch's length) and the positions they recompute stay below one batch's overhead (with
+    ``from_start`` before the first cell's start, that may leave the batch empty)."""
+    s0 = start_of(order[i]) if from_start is None else from_start
     cap = runs_per_batch(model, n, p, "fast", batch_size, length=p - s0)
     n_layers = int(model.cfg.n_layers)
     budget = BLOCK_CALL_FLOPS * n_layers
     per_token_layer = token_cost(model, p)
-    chunk = [order[i]]
+    chunk: list[Cell] = []
     extra = 0.0
-    for cell in order[i + 1 :]:
+    for cell in order[i:]:
         if len(chunk) >= cap:
             break
         extra += (start_of(cell) - s0) * n * (n_layers - entry_stage(site, cell)) * per_token_layer
-        if extra > budget:
+        if extra > budget:  # never the first cell when the batch starts at its start
             break
         chunk.append(cell)
     return chunk, s0

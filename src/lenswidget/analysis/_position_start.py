@@ -124,6 +124,10 @@ def _native_forward(self: Any, hidden_states: torch.Tensor, attention_mask: Any 
     k = self.k(hidden_states).view(batch, seq, self.n_kv_heads, self.d_head).transpose(1, 2)
     v = self.v(hidden_states).view(batch, seq, self.n_kv_heads, self.d_head).transpose(1, 2)
     if self.rotary is not None:
+        if position_ids is not None and position_ids.shape[0] > 1 and bool(
+            (position_ids == position_ids[:1]).all()
+        ):  # the rows' positions agree: one row of rotary tables broadcasts to all
+            position_ids = position_ids[:1]
         q, k = self.rotary.apply_rope(q, k, position_ids=position_ids)
     if past_key_values is not None:
         k, v = past_key_values.update(k, v)
