@@ -177,3 +177,22 @@ def test_transformer_lens_resid_mid_is_the_mlp_out_sweep_and_ours_is_not(strong_
     ours = patch_sweep(model, clean, corrupted, metric, "resid_mid")
     assert (ours.values - tl_mid.float()).abs().max().item() > 100 * ATOL
     assert SITES["resid_mid"].tl_function == "get_act_patch_resid_mid"
+
+
+@pytest.mark.parametrize("name", [s for s in SITES if not SITES[s].is_composite])
+def test_cell_mask_marks_each_cells_region(name):
+    """``cell_mask`` (one indexed store for every cell) is True exactly on :func:`region` of
+    each cell, as TransformerLens's patch setter slices it."""
+    from lenswidget.analysis._patching_sites import _ACT_AXES, cell_mask, region
+
+    site = SITES[name]
+    sizes = {"pos": 5, "dest_pos": 5, "src_pos": 5, "head": 3, None: 2}
+    act_shape = tuple(sizes[a] for a in _ACT_AXES[site.act])
+    dim_sizes = {"layer": 2, "pos": 5, "dest_pos": 5, "src_pos": 5, "head": 3}
+    gen = torch.Generator().manual_seed(0)
+    cells = [tuple(int(torch.randint(dim_sizes[d], (1,), generator=gen)) for d in site.dims) for _ in range(7)]
+    got = cell_mask(site, cells, act_shape)
+    for i, cell in enumerate(cells):
+        want = torch.zeros(act_shape, dtype=torch.bool)
+        want[region(site, cell)] = True
+        assert torch.equal(got[i], want), (name, cell)

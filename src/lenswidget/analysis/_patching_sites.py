@@ -300,8 +300,17 @@ def slice_act(site: Site, act: torch.Tensor, start: int) -> torch.Tensor:
 def cell_mask(site: Site, cells: Sequence[Sequence[int]], act_shape: Sequence[int]) -> torch.Tensor:
     """``[len(cells), *act_shape]`` bool: True where each cell's patch replaces the activation."""
     mask = torch.zeros((len(cells), *act_shape), dtype=torch.bool)
-    for i, cell in enumerate(cells):
-        mask[(i, *region(site, cell))] = True
+    if not cells:
+        return mask
+    # one indexed store for all cells: each axis :func:`region` indexes takes every cell's index
+    index: list[Any] = [torch.arange(len(cells))]
+    for axis in _ACT_AXES[site.act]:
+        if axis is not None and axis in site.dims:
+            d = site.dims.index(axis)
+            index.append(torch.tensor([int(c[d]) for c in cells]))
+        else:
+            index.append(slice(None))
+    mask[tuple(index)] = True
     return mask
 
 
