@@ -120,7 +120,9 @@ def _native_forward(self: Any, hidden_states: torch.Tensor, attention_mask: Any 
     if attention_mask is not None:
         raise RuntimeError("position start: NativeAttention with an attention_mask")
     batch, seq, _ = hidden_states.shape
-    q = self.q(hidden_states).view(batch, seq, self.n_heads, self.d_head).transpose(1, 2)
+    queries = getattr(past_key_values, "queries", None)
+    q_in = hidden_states if queries is None else hidden_states[:, queries]
+    q = self.q(q_in).view(batch, q_in.shape[1], self.n_heads, self.d_head).transpose(1, 2)
     k = self.k(hidden_states).view(batch, seq, self.n_kv_heads, self.d_head).transpose(1, 2)
     v = self.v(hidden_states).view(batch, seq, self.n_kv_heads, self.d_head).transpose(1, 2)
     if self.rotary is not None:
@@ -128,7 +130,13 @@ def _native_forward(self: Any, hidden_states: torch.Tensor, attention_mask: Any 
             (position_ids == position_ids[:1]).all()
         ):  # the rows' positions agree: one row of rotary tables broadcasts to all
             position_ids = position_ids[:1]
-        q, k = self.rotary.apply_rope(q, k, position_ids=position_ids)
+        if queries is None:
+            q, k = self.rotary.apply_rope(q, k, position_ids=position_ids)
+        else:  # queries at their own positions: apply_rope rotates a pair with the same
+            # positions, so each goes with a one-head slice of itself whose result is dropped
+            ids = torch.arange(seq, device=q.device)[None] if position_ids is None else position_ids
+            q = self.rotary.apply_rope(q, q[:, :1], position_ids=ids[:, queries])[0]
+            k = self.rotary.apply_rope(k[:, :1], k, position_ids=position_ids)[1]
     if past_key_values is not None:
         k, v = past_key_values.update(k, v)
     kv = int(k.shape[-2])
@@ -137,9 +145,6 @@ def _native_forward(self: Any, hidden_states: torch.Tensor, attention_mask: Any 
     if self.kv_repeats > 1:
         k = k.repeat_interleave(self.kv_repeats, dim=1)
         v = v.repeat_interleave(self.kv_repeats, dim=1)
-    queries = getattr(past_key_values, "queries", None)
-    if queries is not None:
-        q = q[:, :, queries]
     scores = torch.matmul(q, k.transpose(-2, -1)) / self.scale
     scores = apply_softcap(scores, self.attn_scores_soft_cap)
     if self.causal and queries is not None:
