@@ -66,8 +66,15 @@ def model_flops(model: Any) -> dict[str, float]:
     blocks = getattr(model, "blocks", [])
     per_block = [2.0 * sum(p.numel() for p in b.parameters()) for b in blocks]
     block = statistics.mean(per_block) if per_block else 0.0
-    unembed = 2.0 * int(model.cfg.d_model) * int(model.cfg.d_vocab)
-    return {"block": block, "unembed": unembed, "forward": sum(per_block) + unembed}
+    cfg = model.cfg
+    d, d_head = int(cfg.d_model), int(cfg.d_head)
+    kv_heads = int(getattr(cfg, "n_key_value_heads", None) or cfg.n_heads)
+    unembed = 2.0 * d * int(cfg.d_vocab)
+    return {
+        "block": block, "unembed": unembed, "forward": sum(per_block) + unembed,
+        # one token's key and value projections; its query and output projections
+        "kv": 2.0 * 2 * d * kv_heads * d_head, "qo": 2.0 * 2 * d * int(cfg.n_heads) * d_head,
+    }
 
 
 def machine_line() -> str:

@@ -22,10 +22,14 @@ sweeps take ~4 minutes each there).
 
 FLOPs are counted as 2 x parameters x tokens through them: ours from the tokens the engine
 actually pushed through the blocks and the unembedding (runs patched at layer L skip blocks
-before L, runs patched at position p skip positions before p), TransformerLens's as one full
-forward per cell plus the clean run. The **floor** is the minimal schedule: the two unpatched
-runs, and for each cell its prompts through blocks >= its layer (> for resid_post) at positions
->= its position (by-position sites; 0 otherwise), unembedded at the metric's positions only.
+before L, runs patched at position p skip positions before p; on the toy model's
+NativeAttention the last block projects queries and outputs only at the metric's positions),
+TransformerLens's as one full forward per cell plus the clean run. The **floor** is the minimal
+schedule: the two unpatched runs, and for each cell its prompts through blocks >= its layer (>
+for resid_post) at positions >= its position (by-position sites; 0 otherwise), in the last block
+only keys and values at positions the metric does not read, unembedded at the metric's
+positions only; cells no read position can see (after the last one, or on the last block's
+per-position activations elsewhere) need no run.
 With the prompts of every pair agreeing on their first k tokens (the IOI pairs differ at one name,
 position 10 of 15), cells patched before k need no run (the two runs agree there) and every
 other run starts at k at the earliest: the floor counts that too. "matmul %" is a FLOP rate over the 2048x2048 float32 matmul rate measured in this run; "floor
@@ -124,19 +128,27 @@ def floor_flops(model, site: str, n_prompts: int, n_pos: int, metric, shared: in
     spec = SITES[site]
     n_layers = int(model.cfg.n_layers)
     pos_axis = next((spec.dims.index(d) for d in ("pos", "dest_pos") if d in spec.dims), None)
-    reads = len(getattr(metric, "positions", None) or range(n_pos))
+    declared = getattr(metric, "positions", None)
+    read = sorted({q % n_pos for q in declared}) if declared else list(range(n_pos))
     shape = tuple(int(x) for x in patch_value_shape(model, spec, n_pos))
-    blocks, runs = 0.0, 0
+    per_position = spec.act in ("resid_mid", "resid_post", "attn_out", "mlp_out", "z", "q", "pattern")
+    blocks, kv_only, runs = 0.0, 0.0, 0
     for cell in itertools.product(*[range(k) for k in shape]):
         if shared >= n_pos or (pos_axis is not None and cell[pos_axis] < shared):
             continue  # patched where the two runs agree: no run
+        if pos_axis is not None and (cell[pos_axis] > read[-1] or (
+                per_position and cell[0] == n_layers - 1 and cell[pos_axis] not in read)):
+            continue  # no position the metric reads can see the patch: no run
         stage = cell[0] + (1 if spec.act == "resid_post" else 0)
         start = max(shared, cell[pos_axis] if pos_axis is not None else 0)
-        blocks += (n_layers - stage) * (n_pos - start)
+        if stage < n_layers:  # the last block: full at the read positions, keys/values elsewhere
+            unread = sum(1 for q in range(start, n_pos) if q not in read)
+            blocks += (n_layers - 1 - stage) * (n_pos - start) + (n_pos - start - unread)
+            kv_only += unread
         runs += 1
     blocks = n_prompts * (blocks + 2 * n_layers * n_pos)
-    unembed = n_prompts * reads * (runs + 2)
-    return blocks * flops["block"] + unembed * flops["unembed"]
+    unembed = n_prompts * len(read) * (runs + 2)
+    return blocks * flops["block"] + n_prompts * kv_only * flops["kv"] + unembed * flops["unembed"]
 
 
 def tl_sweep(model, clean, corrupted, metric, site: str) -> torch.Tensor:
@@ -164,7 +176,8 @@ def compare(name, model, clean, corrupted, metric, site, gflops, repeat, target=
     diff = (ref.float().cpu() - ours.values).abs().max().item()
     ok = tuple(ref.shape) == tuple(ours.values.shape) and diff <= TOLERANCE
     s = ours.stats
-    ours_flops = s["block_tokens"] * flops["block"] + s["unembed_tokens"] * flops["unembed"]
+    ours_flops = (s["block_tokens"] * flops["block"] + s["unembed_tokens"] * flops["unembed"]
+                  - s.get("query_skipped_tokens", 0) * flops["qo"])
     tl_flops = (ours.values.numel() + 1) * clean.numel() * flops["forward"]
     ratio = t_tl / t_ours
     tl_forward = t_tl / (ours.values.numel() + 1)  # TransformerLens: one forward per cell + cache
