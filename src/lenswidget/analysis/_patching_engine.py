@@ -32,13 +32,23 @@ change is recomputed:
   every other run starts at position ``k`` at the earliest, all-position cells included
   (``stats["shared_prefix"]``). The first batch checks that the unpatched logits of the two runs
   agree there (``_shared_prefix_reason``); if not, every cell runs as above.
-* **Self-checks and fallbacks.** Before the first block-by-block batch, the unpatched prompt
-  batch runs block by block from block 0 (recording every layer's keys and values) and its logits
-  must equal the model's forward; if they do not (an architecture whose forward does more than
-  ``blocks`` -> ``ln_final`` -> ``unembed``), or a block call fails, the sweep goes on with
-  batched full forwards ("full"). The first position-start batch carries ``n_prompts`` unpatched
-  rows started at its position, whose logits must equal the base run's there; if not, by-position
-  cells start at position 0 (``stats["position_fallback_reason"]`` says why).
+* **... and only what the metric reads.** A metric that declares its positions cannot see a
+  patch after its last read position (causal attention), nor one on the last block's
+  per-position activations elsewhere (``_patching_reach``): those cells are the base
+  run's value without a run (``stats["unread_cells"]``). On ``NativeAttention`` (the toy model)
+  the last block of a batch with no patch hook in it computes queries, attention and output
+  only at the read positions (keys and values everywhere; ``stats["query_skipped_tokens"]``).
+  The built-in metrics score every run of a batch at once (``metrics.batched_form``).
+* **Self-checks and fallbacks.** The first block-by-block batch starts at position 0 and carries
+  the unpatched prompt batch as ``n`` extra rows from block 0 (recording every layer's keys and
+  values for position start); their logits must equal the model's forward. If they do not (an
+  architecture whose forward does more than ``blocks`` -> ``ln_final`` -> ``unembed``), or a
+  block call fails, the batch is run again without read-only last blocks, then without the
+  recording, then the sweep goes on with batched full forwards ("full"). The first position-start
+  batch, and the first read-only one, carry ``n`` unpatched rows started at its position, whose
+  logits must equal the base run's at the positions the metric reads; if not, by-position cells
+  start at position 0 (``stats["position_fallback_reason"]``) or every position is computed
+  (``stats["query_fallback_reason"]``).
 """
 
 from __future__ import annotations
@@ -77,9 +87,10 @@ from ._patching_runs import (  # noqa: F401  (_map_batch, _unembed_at: used by t
     eval_metric,
     metric_positions,
 )
-from .metrics import batched_form
+from ._patching_reach import _read_queries, _shared_prefix_reason, _unchanged, _unread  # noqa: F401
 from ._patching_sites import Site, cell_mask, first_position, patch_hooks, shift_cell, slice_act
 from .hooks import act_name
+from .metrics import batched_form
 
 # The logits of one slice handed to the metric, in float elements (~128 MB in float32).
 MAX_LOGIT_ELEMENTS = 1 << 25
@@ -161,19 +172,6 @@ def _run_fast(
         return _run_blocks(model, st, entries, stats, start, kv, queries)
 
 
-def _read_queries(model: Any, site: Site, cells: list, start: int,
-                  positions: list[int] | None) -> list[int] | None:
-    """The positions (from ``start``) the last block of a batch of ``cells`` must compute: the
-    metric's declared positions, when the attention is ``NativeAttention`` and no patch hooks
-    the last block (its activations there are then shaped to the read positions); else None."""
-    last = int(model.cfg.n_layers) - 1
-    if positions is None or not ps.native_attention(model):
-        return None
-    if site.act not in ("resid_pre", "resid_post") and any(int(c[0]) == last for c in cells):
-        return None
-    after = [q - start for q in positions if q >= start]
-    return after or None
-
 
 def _score(model: Any, st: State, metric: Metric, hidden: torch.Tensor, start: int,
            positions: list[int] | None, stats: Stats) -> list[float]:
@@ -204,50 +202,6 @@ def _score(model: Any, st: State, metric: Metric, hidden: torch.Tensor, start: i
         runs = ps.run_logits(part, st.base_logits, start, positions, n, frame)
         out.extend(eval_metric(metric, run) for run in runs)
     return out
-
-
-# ------------------------------------------------------------------ cells without a run
-def _unchanged(site: Site, cells: Sequence[Cell], shared: int, p: int) -> list:
-    """The cells whose patch lies wholly in the first ``shared`` positions, where the two runs
-    agree: by-position cells before ``shared`` (every cell when the prompts are equal)."""
-    by_position = any(d in site.dims for d in ("pos", "dest_pos"))
-    return [c for c in cells if shared >= p or (by_position and first_position(site, c) < shared)]
-
-
-# Activations whose value at one position reaches, in the last block, only that position's output
-# (they come after the block's attention has mixed positions, or are its queries / pattern rows).
-_PER_POSITION_IN_LAST_BLOCK = ("resid_mid", "resid_post", "attn_out", "mlp_out", "z", "q", "pattern")
-
-
-def _unread(model: Any, site: Site, cells: Sequence[Cell], positions: list[int] | None) -> list:
-    """The by-position cells whose patch cannot reach a position the metric reads (``positions``,
-    declared): patched after the last read position (causal attention), or in the last block on
-    an activation of :data:`_PER_POSITION_IN_LAST_BLOCK` at a position the metric does not read
-    (the final norm and unembedding are per position)."""
-    if positions is None or not any(d in site.dims for d in ("pos", "dest_pos")):
-        return []
-    last, read = int(model.cfg.n_layers) - 1, set(positions)
-    causal = getattr(model.cfg, "attention_dir", "causal") == "causal"
-    per_position = site.act in _PER_POSITION_IN_LAST_BLOCK
-    out = []
-    for c in cells:
-        q = first_position(site, c)
-        if (causal and q > positions[-1]) or (per_position and int(c[0]) == last and q not in read):
-            out.append(c)
-    return out
-
-
-def _shared_prefix_reason(st: State, shared: int) -> str:
-    """Why the first ``shared`` positions cannot be taken as equal in the two runs ("" when they
-    can): the unpatched logits there must agree (they do for every causal model)."""
-    if shared == 0:
-        return ""
-    assert st.base_logits is not None and st.source_logits is not None
-    a, b = st.base_logits[:, :shared], st.source_logits[:, :shared]
-    err = (a - b).abs().max().item()
-    if not err <= 1e-5 * (1.0 + a.abs().max().item()):
-        return f"the two runs differ by {err:.3g} at the {shared} positions their tokens share"
-    return ""
 
 
 # ------------------------------------------------------------------ the sweep

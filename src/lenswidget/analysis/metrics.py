@@ -86,21 +86,30 @@ class _AtPositions:
         """The sequence positions this metric reads (see the module docstring)."""
         return _positions(self.pos)
 
-    def _at_runs(self, logits: torch.Tensor, positions: Sequence[int], n_pos: int) -> torch.Tensor:
-        """``[runs, batch, vocab]``: each prompt's logits at its position, from ``logits``
-        ``[runs, batch, len(positions), vocab]`` (each run's logits at ``positions``)."""
-        runs, b = logits.shape[:2]
+    def _index_runs(self, positions: Sequence[int], n_pos: int, b: int) -> list[int]:
+        """Each prompt's read position as an index into ``positions`` (the positions a batched
+        call's logits hold, see :meth:`LogitDiff.batched`)."""
         index = {int(q): i for i, q in enumerate(positions)}
         try:
-            at = [index[int(q) % n_pos] for q in _per_prompt(self.pos, b, "pos").tolist()]
+            return [index[int(q) % n_pos] for q in _per_prompt(self.pos, b, "pos").tolist()]
         except KeyError as err:
             raise InputError(f"the metric reads position {err} that was not given") from None
-        return logits[:, torch.arange(b), torch.tensor(at)]
 
-    def _pick_runs(self, rows: torch.Tensor, ids: torch.Tensor, what: str) -> torch.Tensor:
-        """``rows[r, i, ids_i]`` for ``rows`` [runs, batch, vocab]."""
-        idx = _per_prompt(ids, rows.shape[1], what).to(rows.device)
-        return rows.gather(2, idx[None, :, None].expand(rows.shape[0], -1, 1))[..., 0]
+    def _at_runs(self, logits: torch.Tensor, positions: Sequence[int], n_pos: int) -> torch.Tensor:
+        """``[runs, batch, vocab]``: each prompt's logits at its position, from ``logits``
+        ``[runs, batch, len(positions), vocab]`` (a view when every prompt reads one position)."""
+        at = self._index_runs(positions, n_pos, int(logits.shape[1]))
+        if len(set(at)) == 1:
+            return logits[:, :, at[0]]
+        return logits[:, torch.arange(len(at)), torch.tensor(at)]
+
+    def _pick_runs(self, logits: torch.Tensor, ids: torch.Tensor, what: str,
+                   positions: Sequence[int], n_pos: int) -> torch.Tensor:
+        """``[runs, batch]``: ``logits[r, i, position_i, ids_i]`` (two elements per prompt read)."""
+        b = int(logits.shape[1])
+        at = torch.tensor(self._index_runs(positions, n_pos, b), device=logits.device)
+        idx = _per_prompt(ids, b, what).to(logits.device)
+        return logits[:, torch.arange(b, device=logits.device), at, idx]
 
 
 class LogitDiff(_AtPositions):
@@ -125,10 +134,9 @@ class LogitDiff(_AtPositions):
         """``[runs]``: the metric of each run in ``logits`` ``[runs, batch, len(positions),
         vocab]`` (each run's logits at the absolute ``positions`` of ``n_pos``, which must hold
         the ones it reads); equal to calling it on each run's logits."""
-        at = self._at_runs(logits, positions, n_pos)
-        diff = self._pick_runs(at, self.answer_ids, "answer_ids") - self._pick_runs(
-            at, self.wrong_ids, "wrong_ids")
-        return diff.mean(dim=1)
+        answer = self._pick_runs(logits, self.answer_ids, "answer_ids", positions, n_pos)
+        wrong = self._pick_runs(logits, self.wrong_ids, "wrong_ids", positions, n_pos)
+        return (answer - wrong).mean(dim=1)
 
     def __repr__(self) -> str:
         return (
@@ -152,7 +160,9 @@ class AnswerProb(_AtPositions):
     def batched(self, logits: torch.Tensor, positions: Sequence[int], n_pos: int) -> torch.Tensor:
         """``[runs]``: the metric of each run (see :meth:`LogitDiff.batched`)."""
         logprobs = self._at_runs(logits, positions, n_pos).float().log_softmax(dim=-1)
-        return self._pick_runs(logprobs, self.answer_ids, "answer_ids").exp().mean(dim=1)
+        idx = _per_prompt(self.answer_ids, int(logprobs.shape[1]), "answer_ids").to(logprobs.device)
+        picked = logprobs.gather(2, idx[None, :, None].expand(logprobs.shape[0], -1, 1))[..., 0]
+        return picked.exp().mean(dim=1)
 
     def __repr__(self) -> str:
         return f"answer_prob_metric(answer_ids={self.answer_ids.tolist()}, pos={self.pos.tolist()})"
