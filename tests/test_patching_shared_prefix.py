@@ -94,17 +94,19 @@ def test_a_metric_reading_every_position(hf_model):
     check(res, tl_reference(hf_model, clean, corrupted, metric, "attn_head_out_all_pos"), shared=3)
 
 
-def test_a_failed_prefix_check_runs_every_cell(hf_model, monkeypatch):
-    """If the unpatched runs disagreed at the shared positions the sweep would not trust them:
-    it says why, runs every cell, and still equals TransformerLens."""
+@pytest.mark.parametrize("site", ["resid_pre", "attn_head_out_by_pos"])
+def test_a_failed_prefix_check_runs_every_cell(hf_model, monkeypatch, site):
+    """If the unpatched runs disagreed at the shared positions the sweep would not trust them
+    (nor that the model is causal): it says why, runs every cell (those the metric's position
+    could not see on a causal model too), and still equals TransformerLens."""
     monkeypatch.setattr(engine, "_shared_prefix_reason", lambda st, shared: "forced for the test")
     clean, corrupted, metric = late_pair(hf_model)
-    res = patch_sweep(hf_model, clean, corrupted, metric, "resid_pre", batch_size=3)
+    res = patch_sweep(hf_model, clean, corrupted, metric, site, batch_size=3)
     s = res.stats
-    assert s["shared_prefix"] == 0 and s["unchanged_cells"] == 0, s
+    assert s["shared_prefix"] == 0 and s["unchanged_cells"] == 0 and s["unread_cells"] == 0, s
     assert s["position_fallback_reason"] == "forced for the test", s
     assert s["runs"] == res.values.numel()
-    ref = tl_reference(hf_model, clean, corrupted, metric, "resid_pre")
+    ref = tl_reference(hf_model, clean, corrupted, metric, site)
     torch.testing.assert_close(res.values, ref.float(), atol=ATOL, rtol=0)
 
 

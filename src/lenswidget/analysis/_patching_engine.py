@@ -185,10 +185,11 @@ def _score(model: Any, st: State, metric: Metric, hidden: torch.Tensor, start: i
     width = p - start if after is None else max(1, len(after))
     per_slice = max(1, MAX_LOGIT_ELEMENTS // max(1, n * width * int(model.cfg.d_vocab)))
     frame = st.memo.get("logit_frame")
-    if frame is None and (start > 0 or positions is not None) and batched_form(metric) is None:  # else each run is a slice of part
+    batched = None if positions is None else batched_form(metric)
+    if frame is None and (start > 0 or positions is not None) and batched is None:
+        # (else each run is a slice of part, or the metric reads them all at once)
         # NaN-filled once per sweep: a fresh fill page-faults its whole size
         frame = st.memo["logit_frame"] = st.base_logits.new_full(st.base_logits.shape, float("nan"))
-    batched = None if positions is None else batched_form(metric)
     out: list[float] = []
     for s in range(0, hidden.shape[0] // n, per_slice):
         h = hidden[s * n : (s + per_slice) * n]
@@ -301,21 +302,21 @@ def sweep(
             reads = None if positions is None else len(positions)
             k = first_batch_size(model, n, p, want, order, waste, reads) if stats.engine == "fast" else want
             chunk, rest = order[:k], order[k:]
-            logits = _run_full(model, site, st, chunk, stats, first=True, last=not rest and not unchanged)
+            last = not rest and not unchanged and not unread
+            logits = _run_full(model, site, st, chunk, stats, first=True, last=last)
             finish(chunk, score_full(logits, len(chunk)))
             del logits
             assert st.base_logits is not None
-            if unread:
-                finish(unread, [eval_metric(metric, st.base_logits)] * len(unread), runs=False)
             reason = _shared_prefix_reason(st, shared)
-            if reason:  # not a causal prefix here: every cell runs, from its own position
+            if reason:  # not a causal prefix here (nor, then, a causal model): every cell runs
                 stats.position_fallback_reason = reason
-                rest += unchanged
-                unchanged, shared = [], 0
+                rest += unchanged + unread
+                unchanged, unread, shared = [], [], 0
                 by_pos = by_pos and any(first_position(site, c) for c in rest)
-            elif unchanged:
-                assert st.base_logits is not None
-                finish(unchanged, [eval_metric(metric, st.base_logits)] * len(unchanged), runs=False)
+            base_value = eval_metric(metric, st.base_logits)
+            for skipped in (unchanged, unread):
+                if skipped:
+                    finish(skipped, [base_value] * len(skipped), runs=False)
             stats.shared_prefix, stats.unread_cells = shared, len(unread)
             stats.unchanged_cells = len(unchanged) + len(unread)
             if rest and stats.engine == "fast":
