@@ -56,6 +56,7 @@ from transformer_lens import patching as tlp  # noqa: E402
 
 from lenswidget import models  # noqa: E402
 from lenswidget.analysis import SITES, logit_diff_metric, patch_sweep  # noqa: E402
+from lenswidget.analysis._patching_reach import _PER_POSITION_IN_LAST_BLOCK as PER_POSITION_IN_LAST_BLOCK  # noqa: E402
 from lenswidget.analysis.patching import require_site_hooks  # noqa: E402
 from lenswidget.analysis.patching import value_shape as patch_value_shape  # noqa: E402
 from lenswidget.errors import InputError, ModelLoadError  # noqa: E402
@@ -131,7 +132,7 @@ def floor_flops(model, site: str, n_prompts: int, n_pos: int, metric, shared: in
     declared = getattr(metric, "positions", None)
     read = sorted({q % n_pos for q in declared}) if declared else list(range(n_pos))
     shape = tuple(int(x) for x in patch_value_shape(model, spec, n_pos))
-    per_position = spec.act in ("resid_mid", "resid_post", "attn_out", "mlp_out", "z", "q", "pattern")
+    per_position = spec.act in PER_POSITION_IN_LAST_BLOCK
     blocks, kv_only, runs = 0.0, 0.0, 0
     for cell in itertools.product(*[range(k) for k in shape]):
         if shared >= n_pos or (pos_axis is not None and cell[pos_axis] < shared):

@@ -254,8 +254,7 @@ def sweep(
         return max(first_position(site, c), shared) if by_pos else 0
 
     # the last block computes only the read positions (checked once, like position start)
-    query_ok = positions is not None
-    read_only_last = query_ok and ps.native_attention(model)
+    read_only_last = query_ok = positions is not None and ps.native_attention(model)
 
     def waste(c: tuple[int, ...]) -> int:  # block-positions a full forward adds per prompt
         stage, start = entry_stage(site, c), start_of(c)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from . import _position_start as ps
 from ._patching_plan import Cell
 from ._patching_runs import State
 from ._patching_sites import Site, first_position
@@ -59,11 +58,12 @@ def _shared_prefix_reason(st: State, shared: int) -> str:
 
 def _read_queries(model: Any, site: Site, cells: list, start: int,
                   positions: list[int] | None) -> list[int] | None:
-    """The positions (from ``start``) the last block of a batch of ``cells`` must compute: the
-    metric's declared positions, when the attention is ``NativeAttention`` and no patch hooks
-    the last block (its activations there are then shaped to the read positions); else None."""
+    """The positions (from ``start``) the last block of a batch of ``cells`` must compute on a
+    model whose attention is ``NativeAttention`` (``_position_start.native_attention``, checked
+    once per sweep by the caller): the metric's declared positions, when no patch hooks the last
+    block (its activations there are then shaped to the read positions); else None."""
     last = int(model.cfg.n_layers) - 1
-    if positions is None or not ps.native_attention(model):
+    if positions is None:
         return None
     if site.act not in ("resid_pre", "resid_post") and any(int(c[0]) == last for c in cells):
         return None

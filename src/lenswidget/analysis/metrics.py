@@ -103,11 +103,10 @@ class _AtPositions:
             return logits[:, :, at[0]]
         return logits[:, torch.arange(len(at)), torch.tensor(at)]
 
-    def _pick_runs(self, logits: torch.Tensor, ids: torch.Tensor, what: str,
-                   positions: Sequence[int], n_pos: int) -> torch.Tensor:
-        """``[runs, batch]``: ``logits[r, i, position_i, ids_i]`` (two elements per prompt read)."""
+    def _pick_runs(self, logits: torch.Tensor, at: torch.Tensor, ids: torch.Tensor,
+                   what: str) -> torch.Tensor:
+        """``[runs, batch]``: ``logits[r, i, at_i, ids_i]`` (``at``: :meth:`_index_runs`)."""
         b = int(logits.shape[1])
-        at = torch.tensor(self._index_runs(positions, n_pos, b), device=logits.device)
         idx = _per_prompt(ids, b, what).to(logits.device)
         return logits[:, torch.arange(b, device=logits.device), at, idx]
 
@@ -134,9 +133,10 @@ class LogitDiff(_AtPositions):
         """``[runs]``: the metric of each run in ``logits`` ``[runs, batch, len(positions),
         vocab]`` (each run's logits at the absolute ``positions`` of ``n_pos``, which must hold
         the ones it reads); equal to calling it on each run's logits."""
-        answer = self._pick_runs(logits, self.answer_ids, "answer_ids", positions, n_pos)
-        wrong = self._pick_runs(logits, self.wrong_ids, "wrong_ids", positions, n_pos)
-        return (answer - wrong).mean(dim=1)
+        b = int(logits.shape[1])
+        at = torch.tensor(self._index_runs(positions, n_pos, b), device=logits.device)
+        answer = self._pick_runs(logits, at, self.answer_ids, "answer_ids")
+        return (answer - self._pick_runs(logits, at, self.wrong_ids, "wrong_ids")).mean(dim=1)
 
     def __repr__(self) -> str:
         return (
